@@ -1,0 +1,68 @@
+"""The array backend follows the data: `get_xp(x)` is NumPy for NumPy arrays, CuPy for CuPy arrays.
+
+CuPy is optional and imported here and nowhere else, so every other module can say
+`xp = get_xp(x)` and run the same code on either. Never `import cupy as np`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:  # optional: `pip install "nnctl[gpu]"`
+    import cupy as _cupy  # type: ignore
+except Exception:  # ImportError, or a CuPy without a usable CUDA driver
+    _cupy = None
+
+
+def get_xp(x):
+    """The array module (numpy or cupy) that owns `x`."""
+    if _cupy is not None and isinstance(x, _cupy.ndarray):
+        return _cupy
+    return np
+
+
+def gpu_available() -> bool:
+    if _cupy is None:
+        return False
+    try:
+        return _cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def as_numpy(x):
+    """A NumPy copy of a host or device array (checkpoints are always NumPy)."""
+    if _cupy is not None and isinstance(x, _cupy.ndarray):
+        return _cupy.asnumpy(x)
+    return np.asarray(x)
+
+
+def to_device(x, device: str):
+    """Move an array to "cpu" or "gpu"."""
+    if device == "cpu":
+        return as_numpy(x)
+    if device == "gpu":
+        if _cupy is None:
+            raise RuntimeError("device 'gpu' needs CuPy: pip install 'nnctl[gpu]'")
+        return _cupy.asarray(x)
+    raise ValueError(f"unknown device {device!r}; choose cpu or gpu")
+
+
+def scatter_add(dst, index, src) -> None:
+    """dst[index] += src, where repeated indices accumulate (np.add.at semantics).
+
+    Used by embedding backward passes, where one word appears many times in a batch.
+    For a 2-D `dst` with row indices, a flattened 1-D `np.add.at` is several times
+    faster than the 2-D form, so we take that route.
+    """
+    xp = get_xp(dst)
+    if xp is np:
+        if dst.ndim == 2 and dst.flags.c_contiguous:
+            index = np.asarray(index).reshape(-1)
+            width = dst.shape[1]
+            flat_index = (index[:, None] * width + np.arange(width)).reshape(-1)
+            np.add.at(dst.reshape(-1), flat_index, np.asarray(src).reshape(-1))
+        else:
+            np.add.at(dst, index, src)
+    else:
+        xp.add.at(dst, index, src)

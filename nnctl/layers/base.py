@@ -1,0 +1,139 @@
+"""The layer protocol every piece of nnctl follows.
+
+* `forward(*inputs)` computes the output and saves on `self` what backward needs.
+* `backward(dout)` ADDS the parameter gradients into `Param.grad` and returns the
+  gradient with respect to the input(s). Because gradients accumulate, a parameter used
+  twice (CBOW's shared embedding, the LM's tied output matrix) simply gets the sum of
+  both uses; the trainer calls `zero_grad()` before each backward.
+* Parameters are found by walking attributes in insertion order, so each has a stable
+  dotted name ("layers.0.W") that keys checkpoints, optimizer state and error messages.
+  A parameter reachable twice (tied weights) is listed once, under its first name.
+* `.training` is set by `train()` / `eval()`; dropout and batch norm read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+
+@dataclass(eq=False)  # eq=False: identity semantics, so a Param can key a dict
+class Param:
+    data: Any  # ndarray, float32 by default (float64 in gradient checks)
+    grad: Any  # same shape; backward adds into it
+
+    @classmethod
+    def init(cls, value, dtype=np.float32) -> "Param":
+        data = np.ascontiguousarray(value, dtype=dtype)
+        return cls(data, np.zeros_like(data))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+
+class Layer:
+    """Base class: parameter discovery, train/eval mode, zero_grad.
+
+    Subclasses list non-trainable arrays that must be saved with the model (batch
+    norm's running statistics) in `buffer_names`.
+    """
+
+    training: bool = True
+    buffer_names: tuple[str, ...] = ()
+
+    def forward(self, *inputs):
+        raise NotImplementedError
+
+    def backward(self, dout):
+        raise NotImplementedError
+
+    def __call__(self, *inputs):
+        return self.forward(*inputs)
+
+    # -- discovery -------------------------------------------------------------------
+    def _children(self) -> Iterator[tuple[str, Any]]:
+        """(name, value) for attributes that are Params, Layers, or lists/tuples of Layers."""
+        for name, value in vars(self).items():
+            if isinstance(value, (Param, Layer)):
+                yield name, value
+            elif isinstance(value, (list, tuple)):
+                for i, item in enumerate(value):
+                    if isinstance(item, (Param, Layer)):
+                        yield f"{name}.{i}", item
+
+    def named_params(self, prefix: str = "", _seen: set[int] | None = None) -> dict[str, Param]:
+        seen = set() if _seen is None else _seen
+        out: dict[str, Param] = {}
+        for name, value in self._children():
+            full = f"{prefix}{name}"
+            if isinstance(value, Param):
+                if id(value) not in seen:
+                    seen.add(id(value))
+                    out[full] = value
+            else:
+                out.update(value.named_params(full + ".", seen))
+        return out
+
+    def params(self) -> list[Param]:
+        return list(self.named_params().values())
+
+    def named_layers(self, prefix: str = "") -> Iterator[tuple[str, "Layer"]]:
+        yield prefix.rstrip("."), self
+        for name, value in self._children():
+            if isinstance(value, Layer):
+                yield from value.named_layers(f"{prefix}{name}.")
+
+    def named_buffers(self) -> dict[str, Any]:
+        """Non-trainable arrays to checkpoint, e.g. {"bn.running_mean": array}."""
+        out = {}
+        for layer_name, layer in self.named_layers():
+            for buffer in layer.buffer_names:
+                key = f"{layer_name}.{buffer}" if layer_name else buffer
+                out[key] = getattr(layer, buffer)
+        return out
+
+    def set_buffer(self, dotted_name: str, value) -> None:
+        *path, attr = dotted_name.split(".")
+        layers = dict(self.named_layers())
+        layer = layers[".".join(path)]
+        getattr(layer, attr)[...] = value
+
+    def num_params(self) -> int:
+        return sum(p.data.size for p in self.params())
+
+    # -- mode and gradients ----------------------------------------------------------
+    def zero_grad(self) -> None:
+        for p in self.params():
+            p.grad[...] = 0
+
+    def train(self, mode: bool = True) -> "Layer":
+        for _, layer in self.named_layers():
+            layer.training = mode
+        return self
+
+    def eval(self) -> "Layer":
+        return self.train(False)
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{n}{tuple(p.shape)}" for n, p in self.named_params().items())
+        return f"{type(self).__name__}({shapes})"
+
+
+class Sequential(Layer):
+    """Layers applied in order; backward runs them in reverse. x → layers[0] → ... → layers[-1]."""
+
+    def __init__(self, layers: list[Layer]):
+        self.layers = list(layers)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dout):
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+        return dout

@@ -1,0 +1,48 @@
+"""What every model offers the Trainer, and the registry that `model.type` picks from.
+
+A model is a Layer that also knows its loss. One Trainer drives every model through:
+
+    out, state = model.loss(batch, state)   # forward + loss; caches what backward needs
+    model.backward()                        # gradient of the batch's *mean* loss into Param.grad
+
+`state` is whatever a model carries from one batch to the next (the LSTM's (h, c));
+image models take None and return None. The Trainer resets it to None at each epoch and
+before every evaluation.
+
+Models that are not trained by gradient descent (the count-based `ppmi_svd`) set
+`trainable = False` and implement `fit(dataset)` instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from nnctl.layers.base import Layer
+from nnctl.registry import Registry
+
+MODELS = Registry("model")
+
+
+@dataclass
+class LossOutput:
+    """One batch's loss: the Trainer sums these to report mean loss, accuracy or perplexity."""
+
+    loss_sum: float  # sum of per-item losses (items: images, tokens, context windows)
+    count: int  # how many items
+    correct: int | None = None  # classifiers: how many items were predicted right
+
+
+class Model(Layer):
+    # What the Trainer reports besides the loss: "accuracy", "perplexity" or "loss".
+    metric: str = "loss"
+    trainable: bool = True
+
+    def loss(self, batch: Any, state: Any = None) -> tuple[LossOutput, Any]:
+        raise NotImplementedError
+
+    def backward(self) -> None:
+        raise NotImplementedError
+
+    def fit(self, dataset) -> None:  # only for trainable = False
+        raise NotImplementedError

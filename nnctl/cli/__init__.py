@@ -1,0 +1,8 @@
+"""`nnctl` command line. Each module below registers its commands on `app`."""
+
+from nnctl.cli.app import app
+from nnctl.cli import train as _train  # noqa: F401  train, eval, gradcheck, config show, runs
+
+
+def main() -> None:
+    app()

@@ -21,13 +21,39 @@ import numpy as np
 
 @dataclass(eq=False)  # eq=False: identity semantics, so a Param can key a dict
 class Param:
+    """A trainable array and its gradient.
+
+    A *sparse* Param (a big embedding table of which each batch touches a few rows) gets
+    its gradient only through `add_rows`, which records the rows it touched; optimizers
+    then update, and `zero_grad` clears, only those rows instead of the whole table.
+    """
+
     data: Any  # ndarray, float32 by default (float64 in gradient checks)
     grad: Any  # same shape; backward adds into it
+    sparse: bool = False
+    touched_rows: Any = None  # sparse Params: unique row ids with a gradient since zero_grad
 
     @classmethod
-    def init(cls, value, dtype=np.float32) -> "Param":
+    def init(cls, value, dtype=np.float32, sparse: bool = False) -> "Param":
         data = np.ascontiguousarray(value, dtype=dtype)
-        return cls(data, np.zeros_like(data))
+        return cls(data, np.zeros_like(data), sparse=sparse,
+                   touched_rows=np.zeros(0, dtype=np.int64) if sparse else None)
+
+    def add_rows(self, rows, values) -> None:
+        """grad[rows] += values, repeated rows accumulating; remembers the rows for sparse updates."""
+        from nnctl.backend import get_xp, scatter_add
+
+        scatter_add(self.grad, rows, values)
+        if self.sparse:
+            xp = get_xp(self.grad)
+            self.touched_rows = xp.union1d(self.touched_rows, xp.asarray(rows).reshape(-1))
+
+    def zero_grad(self) -> None:
+        if self.sparse:
+            self.grad[self.touched_rows] = 0
+            self.touched_rows = self.touched_rows[:0]
+        else:
+            self.grad[...] = 0
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -107,7 +133,7 @@ class Layer:
     # -- mode and gradients ----------------------------------------------------------
     def zero_grad(self) -> None:
         for p in self.params():
-            p.grad[...] = 0
+            p.zero_grad()
 
     def train(self, mode: bool = True) -> "Layer":
         for _, layer in self.named_layers():

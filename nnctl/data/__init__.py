@@ -1,0 +1,3 @@
+"""Every data-set module is imported here, so the DATASETS registry is complete."""
+
+from nnctl.data.base import DATASETS, Dataset  # noqa: F401

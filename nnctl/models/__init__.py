@@ -1,0 +1,3 @@
+"""Every model module is imported here, so the MODELS registry is complete."""
+
+from nnctl.models.base import MODELS, LossOutput, Model  # noqa: F401

@@ -81,6 +81,9 @@ def read_yaml(path: Path) -> Any:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        if isinstance(error, yaml.constructor.ConstructorError):
+            raise ConfigError(f"{path}:{where}: YAML tag not allowed ({problem}); a config holds plain "
+                              "values, lists and mappings only") from None
         raise ConfigError(f"{path}:{where}: malformed YAML ({problem}); fix the syntax there") from None
 
 

@@ -16,22 +16,13 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 from rich.table import Table
 
-_stdout: Console | None = None
-_stderr: Console | None = None
-
-
 def console() -> Console:
-    global _stdout
-    if _stdout is None:
-        _stdout = Console(highlight=False)
-    return _stdout
+    # A fresh Console per use: it reads the terminal's width and NO_COLOR at that moment.
+    return Console(highlight=False)
 
 
 def error_console() -> Console:
-    global _stderr
-    if _stderr is None:
-        _stderr = Console(stderr=True, highlight=False)
-    return _stderr
+    return Console(stderr=True, highlight=False)
 
 
 def format_value(key: str, value: Any) -> str:
@@ -213,7 +204,7 @@ def make_listener(log=None, quiet: bool = False):
 def print_table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
     table = Table(title=title)
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*[str(v) for v in row])
     console().print(table)

@@ -5,4 +5,7 @@ from nnctl.cli import train as _train  # noqa: F401  train, eval, gradcheck, con
 
 
 def main() -> None:
+    from nnctl.backend import keep_freed_memory
+
+    keep_freed_memory()
     app()

@@ -127,3 +127,42 @@ def check_layer(layer: Layer, *inputs, eps: float = 1e-6, seed: int = 0,
         analytic = p.grad.copy()
         report.results.append(compare(name, analytic, numerical_grad(f, p.data, eps)))
     return report
+
+
+def check_model(model, batch, eps: float = 1e-6, seed: int = 0, max_elements: int | None = None) -> GradReport:
+    """Check d(mean loss)/d(param) of a whole model on one batch, for every parameter.
+
+    `max_elements` checks only that many randomly chosen elements per parameter (all when
+    None): a central difference costs two forward passes per element.
+    """
+    def f() -> float:
+        reseed(model, seed)
+        out, _ = model.loss(batch, None)
+        return float(out.loss_sum) / out.count
+
+    model.zero_grad()
+    f()
+    model.backward()
+    pick = np.random.default_rng(seed + 2)
+    report = GradReport()
+    for name, p in model.named_params().items():
+        analytic = p.grad.copy()
+        if max_elements is None or p.data.size <= max_elements:
+            report.results.append(compare(name, analytic, numerical_grad(f, p.data, eps)))
+            continue
+        flat_data, flat_grad = p.data.reshape(-1), analytic.reshape(-1)
+        chosen = pick.choice(p.data.size, size=max_elements, replace=False)
+        numeric = np.empty(max_elements)
+        for j, i in enumerate(chosen):
+            original = flat_data[i]
+            flat_data[i] = original + eps
+            f_plus = f()
+            flat_data[i] = original - eps
+            f_minus = f()
+            flat_data[i] = original
+            numeric[j] = (f_plus - f_minus) / (2 * eps)
+        result = compare(name, flat_grad[chosen], numeric)
+        result.shape = tuple(p.data.shape)
+        result.worst_index = tuple(int(x) for x in np.unravel_index(int(chosen[result.worst_index[0]]), p.data.shape))
+        report.results.append(result)
+    return report

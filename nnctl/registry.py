@@ -2,8 +2,8 @@
 
 The constructor signature is the config schema: every keyword parameter is a config key,
 its annotation is the expected type and its default the default. Keyword-only parameters
-*without* a default are "extras" that come from the data (vocab size, input shape) and
-may not be set in the YAML.
+(after the `*`) are "extras" that come from the data or the runtime (vocab size, input
+shape, rng, dtype) and may not be set in the YAML.
 
     MODELS = Registry("model")
 
@@ -89,13 +89,13 @@ def construct(cls, kwargs: dict, path: str, extras: dict):
 
 
 def config_parameters(cls) -> dict[str, inspect.Parameter]:
-    """The parameters of cls.__init__ that the YAML may set (those with defaults or plain keywords)."""
+    """The parameters of cls.__init__ that the YAML may set: all but the keyword-only extras."""
     out = {}
     for name, p in inspect.signature(cls).parameters.items():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        if p.kind == p.KEYWORD_ONLY and p.default is p.empty:
-            continue  # an extra: supplied from the data, never from the config
+        if p.kind == p.KEYWORD_ONLY:
+            continue  # an extra: supplied from the data or runtime, never from the config
         out[name] = p
     return out
 

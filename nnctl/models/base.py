@@ -46,3 +46,12 @@ class Model(Layer):
 
     def fit(self, dataset) -> None:  # only for trainable = False
         raise NotImplementedError
+
+    @classmethod
+    def gradcheck_case(cls, config: dict[str, Any], rng) -> tuple[dict[str, Any], dict[str, Any], Any]:
+        """For `nnctl gradcheck`: (a shrunken copy of `config`, small data-derived extras, one batch).
+
+        The model is then built in float64 at that small size, and every parameter is
+        checked against central differences on the batch.
+        """
+        raise NotImplementedError(f"model '{getattr(cls, 'registered_name', cls.__name__)}' has no gradcheck case")

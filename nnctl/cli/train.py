@@ -1,0 +1,227 @@
+"""`nnctl train`, `eval`, `gradcheck`, `config show` and `runs`."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+
+from nnctl import __version__
+from nnctl.cli.app import app, fail, user_errors
+
+config_app = typer.Typer(help="Inspect experiment files.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+SET_HELP = "Override a config key, e.g. `--set optimizer.lr=0.01` (repeatable; the value is parsed as YAML)."
+DATA_DIR_HELP = "Folder holding the data sets (default: $NNCTL_DATA, else ~/.cache/nnctl)."
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived during training."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+
+
+def _raise_interrupted(signum, frame):
+    # A second signal while we save exits at once (the checkpoint write is atomic, so no
+    # truncated file can be left: only the temporary file is abandoned, and it is removed).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Interrupted(signum)
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="Experiment YAML file, e.g. configs/lstm_ptb.yaml."),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders are created."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final summary."),
+):
+    """Train the model an experiment file describes, writing a run folder.
+
+    The folder `runs/<name>/<YYYYmmdd-HHMMSS>/` gets the resolved config.yaml, metrics.jsonl,
+    train.log and checkpoints/best.npz + last.npz. Ctrl-C saves `last` and stops.
+
+    Example: `nnctl train configs/cnn_fashion_mnist.yaml --set train.epochs=3 --data-dir ~/data`
+    """
+    from nnctl import config as config_mod
+    from nnctl import experiment
+    from nnctl.console import console, make_listener
+    from nnctl.rundir import RunDir, atomic_write_text
+    from nnctl.trainer import Trainer, TrainingStopped
+
+    with user_errors():
+        cfg = config_mod.load(config, set_)
+        exp = experiment.build(cfg, str(data_dir) if data_dir else None)
+        # Only now, with every key checked and every file read, does the run folder appear.
+        run = RunDir.create(runs_dir, cfg["name"])
+        header = f"# written by nnctl {__version__} from {config}\n"
+        atomic_write_text(run.config_path, header + config_mod.dump(cfg))
+        if exp.data.vocab is not None:
+            exp.data.vocab.save(run.vocab_path)
+        run.write_status({"state": "running", "config": str(config), "nnctl_version": __version__})
+        listener = make_listener(log=run.log, quiet=quiet)
+        trainer = Trainer(exp.model, exp.data, exp.optimizer, exp.schedule, exp.train, cfg,
+                          exp.model_extras, run=run, listener=listener)
+        previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            summary = trainer.fit()
+        except Interrupted as stop:
+            for s, handler in previous.items():
+                signal.signal(s, signal.SIG_IGN)  # no third chance: finish saving
+            getattr(listener, "close", lambda: None)()
+            trainer.save("last")
+            run.write_status({"state": "interrupted", "progress": trainer.progress.to_dict()})
+            console().print(f"interrupted; saved {run.checkpoint_path('last')}")
+            raise typer.Exit(130 if stop.signum == signal.SIGINT else 143)
+        except TrainingStopped as error:
+            getattr(listener, "close", lambda: None)()
+            run.write_status({"state": "failed", "reason": str(error), "progress": trainer.progress.to_dict()})
+            fail(str(error), 1)
+        except BaseException:
+            getattr(listener, "close", lambda: None)()
+            run.write_status({"state": "failed", "progress": trainer.progress.to_dict()})
+            raise
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        run.write_status({"state": "finished", "summary": summary, "nnctl_version": __version__})
+
+
+@app.command("eval")
+def eval_(
+    run_or_checkpoint: Path = typer.Argument(..., help="A run folder (uses checkpoints/best.npz) or a .npz file."),
+    split: str = typer.Option("test", "--split", help="Which split to score: train, valid or test."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Evaluation batch size."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    analogies: list[Path] = typer.Option([], "--analogies", help="Word vectors: analogy file(s), questions-words.txt format."),
+    similarity: list[Path] = typer.Option([], "--similarity", help="Word vectors: word-pair similarity file(s)."),
+):
+    """Score a trained model on a split: loss and accuracy or perplexity (word vectors: analogy and similarity).
+
+    Example: `nnctl eval runs/lstm_ptb_small/20261130-101500 --split test`
+    """
+    from nnctl import checkpoint, experiment
+    from nnctl.console import format_value, print_table
+    from nnctl.trainer import Totals
+
+    with user_errors():
+        ckpt = checkpoint.load(checkpoint.resolve_path(run_or_checkpoint))
+        model = checkpoint.build_model(ckpt)
+        if hasattr(model, "word_vectors"):
+            from nnctl.cli.wordvec import eval_word_vectors
+
+            eval_word_vectors(model, ckpt.vocab, analogies, similarity)
+            return
+        cfg = ckpt.meta["config"]
+        data = experiment.build_data(cfg, str(data_dir) if data_dir else None, vocab=ckpt.vocab)
+        if split not in data.splits:
+            fail(f"--split {split}: this data set has the splits {', '.join(data.splits)}", 2)
+        totals, state = Totals(), None
+        model.eval()
+        for batch in data.batches(split, rng=None, batch_size=batch_size or cfg["train"].get("eval_batch_size")):
+            out, state = model.loss(batch, state)
+            totals.add(out)
+        values = totals.summary(model.metric)
+        rows = [[k, format_value(k, v)] for k, v in values.items()] + [[data.unit, f"{totals.count:,}"]]
+        print_table(f"{ckpt.path} on {split}", ["metric", "value"], rows)
+
+
+@app.command()
+def gradcheck(
+    config: Path = typer.Argument(..., help="Experiment YAML file whose model is checked."),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    max_elements: int = typer.Option(200, "--max-elements", help="Elements checked per parameter (random sample)."),
+):
+    """Check the configured model's gradients against central differences, in float64 at a small size.
+
+    Prints each parameter's largest relative error and exits non-zero if any exceeds 1e-6.
+
+    Example: `nnctl gradcheck configs/cnn_fashion_mnist.yaml`
+    """
+    from nnctl import config as config_mod
+    from nnctl import experiment
+    from nnctl.console import console
+    from nnctl.gradcheck import check_model
+    from nnctl.models import MODELS
+    from rich.table import Table
+
+    with user_errors():
+        cfg = config_mod.load(config, set_)
+        cls = MODELS.get(cfg["model"]["type"], "model.type")
+        try:
+            small_model_cfg, extras, batch = cls.gradcheck_case(cfg["model"], np.random.default_rng(cfg["seed"]))
+        except NotImplementedError as error:
+            fail(str(error), 1)
+        small = {**cfg, "model": small_model_cfg}
+        model = experiment.build_model(small, extras, dtype=np.float64)
+        report = check_model(model, batch, max_elements=max_elements)
+        table = Table(title=f"gradient check: model '{cfg['model']['type']}' (float64, small size)")
+        for column in ("parameter", "shape", "max rel. error", "result"):
+            table.add_column(column)
+        for r in report.results:
+            ok = r.max_rel_error < 1e-6
+            table.add_row(r.name, str(r.shape), f"{r.max_rel_error:.2e}", "[green]pass[/]" if ok else "[red]FAIL[/]")
+        console().print(table)
+        if report.max_rel_error >= 1e-6:
+            fail(f"gradient check failed: {report.worst()}", 1)
+
+
+@config_app.command("show")
+def config_show(
+    config: Path = typer.Argument(..., help="Experiment YAML file."),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+):
+    """Print the resolved experiment: every default filled in, overrides applied.
+
+    Example: `nnctl config show configs/lstm_ptb.yaml --set model.dropout=0.3`
+    """
+    from nnctl import config as config_mod
+
+    with user_errors():
+        print(config_mod.dump(config_mod.load(config, set_)), end="")
+
+
+@app.command()
+def runs(
+    runs_dir: Path = typer.Argument(Path("runs"), help="Folder of runs (default: runs/)."),
+):
+    """List the runs under a folder: model, data, epochs, best validation and test metric, wall time, state.
+
+    Example: `nnctl runs runs/`
+    """
+    from nnctl.console import format_value, print_table
+    from nnctl.rundir import RunDir, read_jsonl
+
+    with user_errors():
+        if not runs_dir.is_dir():
+            fail(f"{runs_dir}: no such folder; runs are created by `nnctl train` under runs/", 2)
+        rows = []
+        for config_path in sorted(runs_dir.glob("**/config.yaml")):
+            run = RunDir(config_path.parent)
+            status = run.status()
+            records = read_jsonl(run.metrics_path)
+            try:
+                import yaml
+
+                cfg = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+            except Exception:
+                cfg = {}
+            metric = next((k for k in ("perplexity", "accuracy") if any(k in r for r in records)), "loss")
+            valid = [r[metric] for r in records if r.get("split") == "valid" and metric in r]
+            best = (max(valid) if metric == "accuracy" else min(valid)) if valid else None
+            test = next((r.get(metric) for r in reversed(records) if r.get("split") == "test"), None)
+            epochs = max((r["epoch"] for r in records if r.get("split") == "train"), default=0)
+            elapsed = max((r.get("elapsed", 0) for r in records), default=0)
+            rows.append([str(run.path.relative_to(runs_dir)), cfg.get("model", {}).get("type", "?"),
+                         cfg.get("data", {}).get("type", "?"), epochs, format_value(metric, best),
+                         format_value(metric, test), f"{elapsed:.0f}s", status.get("state", "unknown")])
+        if not rows:
+            fail(f"{runs_dir}: no runs found (no */config.yaml below it)", 1)
+        print_table(None, ["run", "model", "data", "epochs", "best valid", "test", "wall time", "state"], rows)

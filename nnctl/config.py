@@ -1,0 +1,184 @@
+"""YAML experiments: load safely, apply `--set` overrides, validate every key, fill in defaults.
+
+An experiment has fixed sections; `type:` in data/model/optimizer/schedule picks a
+registered class, and the class's constructor signature says which other keys are
+allowed (see registry.py). Everything is checked here, before any data is read or any
+run directory exists, and every mistake is one line naming the file and the dotted key:
+
+    configs/x.yaml: model.hiden_dim: unknown key for model 'lstm_lm' (did you mean 'hidden_dim'?); ...
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from nnctl.errors import ConfigError
+from nnctl.registry import did_you_mean, resolve_signature
+
+
+@dataclass
+class TrainConfig:
+    """The `train:` section: how long to train and what to do along the way."""
+
+    epochs: int = 10
+    clip_grad_norm: float | None = None  # clip the global gradient norm to this value
+    eval_every: int | None = None  # also evaluate on valid every N steps (besides every epoch)
+    early_stopping: int | None = None  # stop after N epochs without a better validation metric
+    checkpoint_every: int | None = None  # also save `last` every N steps (besides every epoch)
+    eval_batch_size: int | None = None  # batch size for evaluation (default: the data's)
+    on_nonfinite: Literal["stop", "skip"] = "stop"  # a NaN/inf loss or gradient: stop, or skip that batch
+    log_every: int = 50  # steps between plain progress lines when the output is not a terminal
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
+            raise ValueError(f"clip_grad_norm must be > 0 (or null), got {self.clip_grad_norm}")
+        for key in ("eval_every", "early_stopping", "checkpoint_every", "eval_batch_size"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ValueError(f"{key} must be >= 1 (or null), got {value}")
+        if self.log_every < 1:
+            raise ValueError(f"log_every must be >= 1, got {self.log_every}")
+
+
+SECTIONS = ("name", "seed", "device", "data", "model", "optimizer", "schedule", "train")
+DEFAULT_SCHEDULE = {"type": "constant"}
+
+
+def _registries():
+    # Imported here: the registries fill up as their modules are imported.
+    import nnctl.data  # noqa: F401
+    import nnctl.models  # noqa: F401
+    from nnctl.data.base import DATASETS
+    from nnctl.models.base import MODELS
+    from nnctl.optim import OPTIMIZERS
+    from nnctl.schedules import SCHEDULES
+
+    return {"data": DATASETS, "model": MODELS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES}
+
+
+def read_yaml(path: Path) -> Any:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found; check the path (examples are in configs/)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a config file; give a .yaml file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; a config must be a YAML text file") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
+    try:
+        return yaml.safe_load(text)  # safe_load: YAML tags can never build Python objects
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        if isinstance(error, yaml.constructor.ConstructorError):
+            raise ConfigError(f"{path}:{where}: YAML tag not allowed ({problem}); a config holds plain "
+                              "values, lists and mappings only") from None
+        raise ConfigError(f"{path}:{where}: malformed YAML ({problem}); fix the syntax there") from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b=c` -> (["a", "b"], value parsed as YAML). Splits on the first '=' only."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set optimizer.lr=0.01")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {text!r}: the key must be dotted names, e.g. optimizer.lr")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw  # not YAML: take the text as a string
+    return parts, value
+
+
+def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
+    cfg = copy.deepcopy(cfg)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = cfg
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(f"--set {text!r}: {where} is not a section, so it has no keys")
+            node = child
+        node[parts[-1]] = value
+    return cfg
+
+
+def resolve(raw: Any, source: str = "config") -> dict[str, Any]:
+    """Validate a raw experiment dict and return it with every default filled in."""
+    if not isinstance(raw, dict):
+        kind = "empty" if raw is None else f"a {type(raw).__name__}"
+        raise ConfigError(f"{source}: the file is {kind}, not a mapping of sections "
+                          f"({', '.join(SECTIONS)}); see configs/ for examples")
+    for key in raw:
+        if key not in SECTIONS:
+            raise ConfigError(f"{source}: {key}: unknown section{did_you_mean(key, SECTIONS)}; "
+                              f"sections are: {', '.join(SECTIONS)}")
+    for key in ("data", "model", "optimizer"):
+        if key not in raw:
+            raise ConfigError(f"{source}: {key}: required section is missing")
+
+    out: dict[str, Any] = {}
+    name = raw.get("name", Path(source).stem if source != "config" else "run")
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        raise ConfigError(f"{source}: name: expected a plain folder name, got {name!r}")
+    out["name"] = name
+    seed = raw.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"{source}: seed: expected an integer >= 0, got {seed!r}")
+    out["seed"] = seed
+    device = raw.get("device", "cpu")
+    if device not in ("cpu", "gpu"):
+        raise ConfigError(f"{source}: device: {device!r} is not a device; choose cpu or gpu")
+    out["device"] = device
+
+    registries = _registries()
+    for section in ("data", "model", "optimizer", "schedule"):
+        value = raw.get(section, DEFAULT_SCHEDULE if section == "schedule" else None)
+        try:
+            out[section] = registries[section].resolve(value, section)
+        except ConfigError as error:
+            raise ConfigError(f"{source}: {error}") from None
+
+    train = raw.get("train", {}) or {}
+    if not isinstance(train, dict):
+        raise ConfigError(f"{source}: train: expected a mapping of keys, got {train!r}")
+    try:
+        values = resolve_signature(TrainConfig, train, "train", what="the train section")
+        out["train"] = asdict(TrainConfig(**values))
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    except ValueError as error:
+        raise ConfigError(f"{source}: train: {error}") from None
+    return out
+
+
+def load(path: Path, overrides: list[str] = ()) -> dict[str, Any]:
+    """Read, override and resolve an experiment file."""
+    raw = read_yaml(path)
+    if overrides:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the file is not a mapping of sections; cannot apply --set")
+        raw = apply_overrides(raw, list(overrides))
+    return resolve(raw, str(path))
+
+
+def dump(cfg: dict[str, Any]) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None, width=100)

@@ -1,0 +1,214 @@
+"""Everything nnctl shows on the terminal: progress bars, tables, plain log lines.
+
+`make_listener` picks a live Rich display when stdout is a terminal and plain lines
+(no control codes) otherwise, e.g. in CI or when piped to a file. Either way every line
+also goes to the run's train.log. NO_COLOR is respected by Rich itself.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.table import Table
+
+def console() -> Console:
+    # A fresh Console per use: it reads the terminal's width and NO_COLOR at that moment.
+    return Console(highlight=False)
+
+
+def error_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def format_value(key: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if key == "accuracy":
+        return f"{100 * value:.2f}%"
+    if key in ("perplexity", "loss"):
+        return f"{value:.4f}" if key == "loss" else f"{value:.2f}"
+    if key == "lr":
+        return f"{value:.4g}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def describe_record(rec: dict[str, Any]) -> str:
+    parts = [f"epoch {rec['epoch']}", f"step {rec['step']}", rec["split"]]
+    for key in ("loss", "perplexity", "accuracy"):
+        if key in rec:
+            parts.append(f"{key} {format_value(key, rec[key])}")
+    if "throughput" in rec:
+        parts.append(f"{rec['throughput']:,.0f}/s")
+    parts.append(f"lr {format_value('lr', rec['lr'])}")
+    return "  ".join(parts)
+
+
+class PlainListener:
+    """Line-by-line output for logs and pipes; also the writer of train.log."""
+
+    def __init__(self, echo: bool = True, log=None, quiet: bool = False):
+        self.echo = echo and not quiet
+        self.log = log  # a callable taking one line (RunDir.log), or None
+        self.log_every = 50
+        self.unit = "items"
+        self._last_line = 0.0
+
+    def emit(self, line: str, always: bool = False) -> None:
+        if self.log:
+            self.log(line)
+        if self.echo or always:
+            print(line, flush=True)
+
+    def on_fit_start(self, info):
+        self.unit = info["unit"]
+        where = f" -> {info['run']}" if info.get("run") else ""
+        self.emit(f"training {info['params']:,} parameters for {info['epochs']} epochs "
+                  f"({info['steps_per_epoch']} steps each){where}")
+
+    def on_epoch_start(self, epoch, num_batches):
+        pass
+
+    def on_step(self, info):
+        if info["batch"] % self.log_every == 0 or info["batch"] == info["steps_per_epoch"]:
+            self.emit(f"epoch {info['epoch'] + 1} batch {info['batch']}/{info['steps_per_epoch']}  "
+                      f"loss {info['loss']:.4f}  lr {info['lr']:.4g}  {info['throughput']:,.0f} {self.unit}/s")
+
+    def on_eval_start(self, split, num_batches):
+        pass
+
+    def on_eval_step(self):
+        pass
+
+    def on_record(self, rec):
+        self.emit(describe_record(rec))
+
+    def on_epoch_end(self, epoch, records):
+        pass
+
+    def on_message(self, text):
+        self.emit(text)
+
+    def on_fit_end(self, summary):
+        self.emit(summary_line(summary), always=True)
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    metric = summary["metric"]
+    parts = [f"done: {summary['epochs']} epochs, {summary['steps']} steps, {summary['elapsed']}s"]
+    if summary.get("best_valid") is not None:
+        parts.append(f"best valid {metric} {format_value(metric, summary['best_valid'])} "
+                     f"(epoch {summary['best_epoch']})")
+    test = summary.get("test")
+    if test:
+        value = test.get(metric, test["loss"])
+        parts.append(f"test {metric if metric in test else 'loss'} {format_value(metric, value)}")
+    return "; ".join(parts)
+
+
+class RichListener(PlainListener):
+    """A live progress bar with ETA, loss, lr, throughput and best metric; a table row per epoch."""
+
+    def __init__(self, log=None):
+        super().__init__(echo=False, log=log)
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+            console=console(), transient=True,
+        )
+        self.task = None
+        self.eval_task = None
+        self.metric = "loss"
+
+    def on_fit_start(self, info):
+        super().on_fit_start(info)
+        console().print(f"training {info['params']:,} parameters for {info['epochs']} epochs"
+                        + (f" -> [cyan]{info['run']}[/]" if info.get("run") else ""))
+        self.progress.start()
+
+    def on_epoch_start(self, epoch, num_batches):
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(f"epoch {epoch + 1}", total=num_batches, info="")
+
+    def on_step(self, info):
+        super().on_step(info)
+        best = f"  best {format_value(self.metric, info['best'])}" if info.get("best") is not None else ""
+        self.progress.update(self.task, completed=info["batch"],
+                             info=f"loss {info['loss']:.4f}  lr {info['lr']:.3g}  "
+                                  f"{info['throughput']:,.0f} {self.unit}/s{best}")
+
+    def on_eval_start(self, split, num_batches):
+        if self.eval_task is not None:
+            self.progress.remove_task(self.eval_task)
+        self.eval_task = self.progress.add_task(f"eval {split}", total=num_batches, info="")
+
+    def on_eval_step(self):
+        self.progress.advance(self.eval_task)
+
+    def on_record(self, rec):
+        super().on_record(rec)
+        if "perplexity" in rec:
+            self.metric = "perplexity"
+        elif "accuracy" in rec:
+            self.metric = "accuracy"
+        if self.eval_task is not None and rec["split"] != "train":
+            self.progress.remove_task(self.eval_task)
+            self.eval_task = None
+        if rec["split"] == "test":
+            self.progress.console.print(describe_record(rec))
+
+    def on_epoch_end(self, epoch, records):
+        table = Table(show_header=epoch == 0 or True, box=None, pad_edge=False)
+        keys = [k for k in ("loss", "perplexity", "accuracy") if k in records[0]]
+        table.add_column("epoch", justify="right")
+        table.add_column("split")
+        for key in keys:
+            table.add_column(key, justify="right")
+        table.add_column("lr", justify="right")
+        table.add_column("throughput", justify="right")
+        for rec in records:
+            table.add_row(str(rec["epoch"]), rec["split"], *[format_value(k, rec.get(k)) for k in keys],
+                          format_value("lr", rec["lr"]),
+                          f"{rec['throughput']:,.0f}/s" if "throughput" in rec else "")
+        self.progress.console.print(table)
+
+    def on_message(self, text):
+        super().on_message(text)
+        self.progress.console.print(text)
+
+    def on_fit_end(self, summary):
+        if self.log:
+            self.log(summary_line(summary))
+        self.progress.stop()
+        console().print(f"[bold green]{summary_line(summary)}[/]")
+
+    def close(self):
+        self.progress.stop()
+
+
+def make_listener(log=None, quiet: bool = False):
+    if quiet:
+        return PlainListener(echo=False, log=log, quiet=True)
+    if sys.stdout.isatty():
+        return RichListener(log=log)
+    return PlainListener(echo=True, log=log)
+
+
+def print_table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*[str(v) for v in row])
+    console().print(table)
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")

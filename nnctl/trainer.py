@@ -1,0 +1,277 @@
+"""One Trainer for every model: the loop, evaluation, metrics and checkpoints.
+
+Each step does, in order: set the lr from the schedule, zero_grad, forward (the model's
+loss), backward, check for NaN/inf, clip, optimizer step. Every epoch it evaluates on the
+validation split, appends one JSON record per evaluation to metrics.jsonl, saves `last`,
+and saves `best` when the validation metric improved. At the end it scores the test
+split with the best weights.
+
+The Trainer never prints: it reports to a `listener` (console.py draws progress bars;
+tests pass a silent one).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from nnctl import checkpoint
+from nnctl.config import TrainConfig
+from nnctl.models.base import LossOutput
+from nnctl.optim import clip_grad_norm
+from nnctl.rundir import RunDir
+
+
+class TrainingStopped(Exception):
+    """Training cannot go on (a NaN loss with on_nonfinite: stop). The message says why and what is kept."""
+
+
+class Listener(Protocol):
+    def on_fit_start(self, info: dict[str, Any]) -> None: ...
+    def on_epoch_start(self, epoch: int, num_batches: int) -> None: ...
+    def on_step(self, info: dict[str, Any]) -> None: ...
+    def on_eval_start(self, split: str, num_batches: int) -> None: ...
+    def on_eval_step(self) -> None: ...
+    def on_record(self, record: dict[str, Any]) -> None: ...
+    def on_epoch_end(self, epoch: int, records: list[dict[str, Any]]) -> None: ...
+    def on_message(self, text: str) -> None: ...
+    def on_fit_end(self, summary: dict[str, Any]) -> None: ...
+
+
+class SilentListener:
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+@dataclass
+class Totals:
+    """Sums of LossOutput over batches, turned into mean loss, accuracy or perplexity."""
+
+    loss_sum: float = 0.0
+    count: int = 0
+    correct: int = 0
+
+    def add(self, out: LossOutput) -> None:
+        self.loss_sum += float(out.loss_sum)
+        self.count += int(out.count)
+        self.correct += int(out.correct or 0)
+
+    def summary(self, metric: str) -> dict[str, float]:
+        loss = self.loss_sum / max(self.count, 1)
+        out = {"loss": loss}
+        if metric == "accuracy":
+            out["accuracy"] = self.correct / max(self.count, 1)
+        elif metric == "perplexity":
+            out["perplexity"] = math.exp(min(loss, 700.0))  # exp(700) is near float64's limit
+        return out
+
+
+def is_better(metric: str, value: float, best: float | None) -> bool:
+    if best is None:
+        return True
+    return value > best if metric == "accuracy" else value < best
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint so a run can be resumed exactly."""
+
+    epoch: int = 0  # the epoch in progress (0-based)
+    batch: int = 0  # batches of that epoch already done
+    step: int = 0  # optimizer steps so far
+    best: float | None = None  # best validation metric so far
+    best_epoch: int | None = None
+    epochs_without_improvement: int = 0
+    nonfinite_skips: int = 0
+    elapsed: float = 0.0  # training seconds before this process started
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+@dataclass
+class Trainer:
+    model: Any
+    data: Any
+    optimizer: Any
+    schedule: Any
+    config: TrainConfig
+    experiment: dict[str, Any]  # the resolved config, stored in checkpoints
+    model_extras: dict[str, Any]
+    run: RunDir | None = None
+    listener: Any = field(default_factory=SilentListener)
+    progress: Progress = field(default_factory=Progress)
+    state: Any = None  # the model's carried state (the LM's h, c)
+
+    @property
+    def metric(self) -> str:
+        return self.model.metric
+
+    # -- evaluation --------------------------------------------------------------------
+    def evaluate(self, split: str) -> dict[str, float]:
+        """Mean loss (and accuracy or perplexity) over a whole split, in eval mode."""
+        batch_size = self.config.eval_batch_size
+        self.listener.on_eval_start(split, self.data.num_batches(split, batch_size))
+        totals = Totals()
+        state = None
+        self.model.eval()
+        try:
+            for batch in self.data.batches(split, rng=None, batch_size=batch_size):
+                out, state = self.model.loss(batch, state)
+                totals.add(out)
+                self.listener.on_eval_step()
+        finally:
+            self.model.train()
+        return {**totals.summary(self.metric), "count": totals.count}
+
+    # -- checkpoints -------------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        return {
+            "config": self.experiment,
+            "model_extras": self.model_extras,
+            "model_type": self.experiment["model"]["type"],
+            "metric": self.metric,
+            "progress": self.progress.to_dict(),
+            "schedule": self.schedule.state_dict(),
+            "rng": checkpoint.rng_states(self.model),
+        }
+
+    def save(self, which: str) -> None:
+        if self.run is None:
+            return
+        checkpoint.save(self.run.checkpoint_path(which), self.model, self.meta(),
+                        optimizer=self.optimizer, state=self.state if which == "last" else None,
+                        vocab=self.data.vocab)
+
+    def record(self, split: str, values: dict[str, float], extra: dict[str, Any] | None = None) -> dict:
+        rec = {"epoch": self.progress.epoch + 1, "step": self.progress.step, "split": split,
+               **{k: v for k, v in values.items()}, "lr": self.optimizer.lr,
+               "elapsed": round(self.elapsed(), 3), **(extra or {})}
+        if self.run is not None:
+            self.run.append_metrics(rec)
+        self.listener.on_record(rec)
+        return rec
+
+    def elapsed(self) -> float:
+        return self.progress.elapsed + (time.perf_counter() - self._started)
+
+    # -- training ----------------------------------------------------------------------
+    def step(self, batch) -> LossOutput | None:
+        """One optimizer step on one batch; None when a non-finite batch was skipped."""
+        p = self.progress
+        self.optimizer.lr = self.schedule.lr(p.epoch, p.step)
+        self.model.zero_grad()
+        out, new_state = self.model.loss(batch, self.state)
+        self.model.backward()
+        params = self.model.params()
+        finite = math.isfinite(float(out.loss_sum)) and all(bool(np.isfinite(q.grad).all()) for q in params)
+        if not finite:
+            if self.config.on_nonfinite == "skip":
+                p.nonfinite_skips += 1
+                self.state = None  # the carried state may hold the NaN too
+                return None
+            last = self.run.checkpoint_path("last") if self.run else "none"
+            raise TrainingStopped(
+                f"non-finite loss or gradient at epoch {p.epoch + 1}, step {p.step + 1}; stopped. The last good "
+                f"checkpoint is {last}; lower the learning rate, set train.clip_grad_norm, or set "
+                f"train.on_nonfinite: skip")
+        self.state = new_state
+        if self.config.clip_grad_norm is not None:
+            clip_grad_norm(params, self.config.clip_grad_norm)
+        self.optimizer.step()
+        p.step += 1
+        return out
+
+    def fit(self) -> dict[str, Any]:
+        self._started = time.perf_counter()
+        p, cfg = self.progress, self.config
+        steps_per_epoch = self.data.num_batches("train")
+        self.listener.on_fit_start({"epochs": cfg.epochs, "steps_per_epoch": steps_per_epoch,
+                                    "unit": self.data.unit, "run": str(self.run.path) if self.run else None,
+                                    "params": self.model.num_params(), "start_epoch": p.epoch})
+        if not getattr(self.model, "trainable", True):
+            return self._fit_closed_form()
+
+        stopped_early = False
+        while p.epoch < cfg.epochs:
+            epoch_rng = np.random.default_rng([self.experiment["seed"], 1, p.epoch])
+            totals = Totals()
+            window_count, window_start = 0, time.perf_counter()
+            if p.batch == 0:
+                self.state = None
+            self.model.train()
+            self.listener.on_epoch_start(p.epoch, steps_per_epoch)
+            for index, batch in enumerate(self.data.batches("train", rng=epoch_rng)):
+                if index < p.batch:
+                    continue  # resuming mid-epoch: these batches were trained before the stop
+                out = self.step(batch)
+                p.batch = index + 1
+                if out is not None:
+                    totals.add(out)
+                    window_count += out.count
+                now = time.perf_counter()
+                self.listener.on_step({
+                    "epoch": p.epoch, "batch": p.batch, "steps_per_epoch": steps_per_epoch, "step": p.step,
+                    "loss": totals.summary(self.metric)["loss"], "lr": self.optimizer.lr,
+                    "throughput": window_count / max(now - window_start, 1e-9), "best": p.best,
+                })
+                if cfg.eval_every and p.step % cfg.eval_every == 0:
+                    self.record("valid", self.evaluate("valid"))
+                if cfg.checkpoint_every and p.step % cfg.checkpoint_every == 0:
+                    self.save("last")
+            epoch_seconds = time.perf_counter() - window_start
+            records = [self.record("train", totals.summary(self.metric),
+                                   {"throughput": round(totals.count / max(epoch_seconds, 1e-9), 1),
+                                    "nonfinite_skips": p.nonfinite_skips})]
+            valid = self.evaluate("valid")
+            records.append(self.record("valid", valid))
+            self.schedule.observe(p.epoch, valid["loss"])
+            value = valid[self.metric] if self.metric in valid else valid["loss"]
+            improved = is_better(self.metric, value, p.best)
+            if improved:
+                p.best, p.best_epoch, p.epochs_without_improvement = value, p.epoch + 1, 0
+            else:
+                p.epochs_without_improvement += 1
+            p.epoch, p.batch = p.epoch + 1, 0
+            self.state = None
+            if improved:
+                self.save("best")
+            self.save("last")
+            self.listener.on_epoch_end(p.epoch - 1, records)
+            if cfg.early_stopping and p.epochs_without_improvement >= cfg.early_stopping:
+                self.listener.on_message(f"early stopping: no better validation {self.metric} "
+                                         f"for {cfg.early_stopping} epochs")
+                stopped_early = True
+                break
+        return self._finish(stopped_early)
+
+    def _fit_closed_form(self) -> dict[str, Any]:
+        self.model.fit(self.data)
+        self.progress.epoch = self.config.epochs
+        values = self.evaluate("valid") if "valid" in self.data.splits else {}
+        if values:
+            self.record("valid", values)
+            self.progress.best = values.get(self.metric, values.get("loss"))
+            self.progress.best_epoch = 1
+        self.save("best")
+        self.save("last")
+        return self._finish(False)
+
+    def _finish(self, stopped_early: bool) -> dict[str, Any]:
+        p = self.progress
+        summary: dict[str, Any] = {"epochs": p.epoch, "steps": p.step, "best_valid": p.best,
+                                   "best_epoch": p.best_epoch, "stopped_early": stopped_early,
+                                   "metric": self.metric}
+        if "test" in self.data.splits:
+            if self.run is not None and self.run.checkpoint_path("best").is_file():
+                checkpoint.restore_model(self.model, checkpoint.load(self.run.checkpoint_path("best")))
+            test = self.evaluate("test")
+            self.record("test", test, {"from": "best"})
+            summary["test"] = test
+        summary["elapsed"] = round(self.elapsed(), 1)
+        self.listener.on_fit_end(summary)
+        return summary

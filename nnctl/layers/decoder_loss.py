@@ -99,3 +99,7 @@ class DecoderCrossEntropy(Layer):
             scatter_add(self.W.grad, rows, -g * sums[:, :H])
             scatter_add(self.b.grad, rows, -g * sums[:, H])
         return dh.reshape(self.h_shape)
+
+    def logits(self, h):
+        """The scores the loss is computed from: h (..., H) -> (..., V), for sampling."""
+        return h @ self.W.data.T + self.b.data

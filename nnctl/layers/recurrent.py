@@ -52,14 +52,16 @@ class LSTM(Layer):
         N, T, D = x.shape
         H = self.hidden_dim
         h, c = self.initial_state(N, x) if state is None else state
+        # Time-major inside (T, N, ...), so each step's slice is contiguous for BLAS.
+        x2d = x.transpose(1, 0, 2).reshape(T * N, D)
         # All T input projections in one product; the loop turns A into the gate values.
-        A = (x.reshape(N * T, D) @ self.Wx.data + self.b.data).reshape(N, T, 4 * H)
-        C = xp.empty((N, T, H), dtype=x.dtype)  # cell states c_t
+        A = (x2d @ self.Wx.data + self.b.data).reshape(T, N, 4 * H)
+        C = xp.empty((T, N, H), dtype=x.dtype)  # cell states c_t
         TC = xp.empty_like(C)  # tanh(c_t)
         Y = xp.empty_like(C)  # outputs h_t
         Wh = self.Wh.data
         for t in range(T):
-            a = A[:, t]  # a view: the gates are written in place
+            a = A[t]  # the gates are written in place
             a += h @ Wh
             ifo = a[:, : 3 * H]  # sigmoid(z) = (tanh(z / 2) + 1) / 2: no exp overflow
             ifo *= 0.5
@@ -68,48 +70,49 @@ class LSTM(Layer):
             ifo *= 0.5
             g = a[:, 3 * H:]
             xp.tanh(g, out=g)
-            c = a[:, H: 2 * H] * c + a[:, :H] * g  # f * c + i * g
-            C[:, t] = c
-            xp.tanh(c, out=TC[:, t])
-            h = a[:, 2 * H: 3 * H] * TC[:, t]  # o * tanh(c)
-            Y[:, t] = h
-        self.cache = (x, state if state is not None else (None, None), A, C, TC, Y)
-        return Y, (h, c)
+            c = C[t]
+            xp.multiply(a[:, H: 2 * H], C[t - 1] if t else (state[1] if state is not None else 0), out=c)
+            c += a[:, :H] * g  # c = f * c_prev + i * g
+            xp.tanh(c, out=TC[t])
+            h = Y[t]
+            xp.multiply(a[:, 2 * H: 3 * H], TC[t], out=h)  # h = o * tanh(c)
+        self.cache = (x2d, state, A, C, TC, Y)
+        return Y.transpose(1, 0, 2), (h.copy(), c.copy())
 
     def backward(self, dy):
-        x, (h0, c0), A, C, TC, Y = self.cache
+        x2d, state, A, C, TC, Y = self.cache
         xp = get_xp(dy)
-        N, T, H = dy.shape
-        if h0 is None:
-            h0, c0 = self.initial_state(N, dy)
+        T, N, H = Y.shape
+        h0, c0 = self.initial_state(N, dy) if state is None else state
+        dy = dy.transpose(1, 0, 2)  # time-major view, (T, N, H)
         i, f, o, g = A[..., :H], A[..., H: 2 * H], A[..., 2 * H: 3 * H], A[..., 3 * H:]
-        C_prev = xp.concatenate([c0[:, None], C[:, :-1]], axis=1)
+        C_prev = xp.concatenate([c0[None], C[:-1]], axis=0)
         # The parts of d a_t that do not depend on the recursion, for all steps at once:
         #   da = [dc * g * i(1-i), dc * c_prev * f(1-f), dh * tanh(c) * o(1-o), dc * i * (1-g^2)]
         #   dc = dc_next + dh * o * (1 - tanh(c)^2)
-        K = xp.empty_like(A).reshape(N, T, 4, H)
+        K = xp.empty((T, N, 4, H), dtype=A.dtype)
         K[:, :, 0] = g * i * (1 - i)
         K[:, :, 1] = C_prev * f * (1 - f)
         K[:, :, 2] = TC * o * (1 - o)
         K[:, :, 3] = i * (1 - g * g)
         K_dc = o * (1 - TC * TC)
-        dA = xp.empty_like(K)  # (N, T, 4, H)
+        dA = xp.empty_like(K)  # (T, N, 4, H)
         dh_next = xp.zeros((N, H), dtype=dy.dtype)
         dc_next = xp.zeros_like(dh_next)
         WhT = xp.ascontiguousarray(self.Wh.data.T)  # small and reused T times: a copy pays off
         for t in range(T - 1, -1, -1):
-            dh = dy[:, t] + dh_next
-            dc = dc_next + dh * K_dc[:, t]
-            da = dA[:, t]
-            xp.multiply(K[:, t], dc[:, None, :], out=da)
-            xp.multiply(K[:, t, 2], dh, out=da[:, 2])  # the output gate sees dh, not dc
-            dc_next = dc * f[:, t]
+            dh = dy[t] + dh_next
+            dc = dh * K_dc[t]
+            dc += dc_next
+            da = dA[t]
+            xp.multiply(K[t], dc[:, None, :], out=da)
+            xp.multiply(K[t, :, 2], dh, out=da[:, 2])  # the output gate sees dh, not dc
+            dc_next = dc * f[t]
             dh_next = da.reshape(N, 4 * H) @ WhT
         self.dstate = (dh_next, dc_next)  # d loss / d (h0, c0): not propagated (truncated BPTT)
-        dA2d = dA.reshape(N * T, 4 * H)
-        x2d = x.reshape(N * T, -1)
-        H_prev = xp.concatenate([h0[:, None], Y[:, :-1]], axis=1).reshape(N * T, H)
+        dA2d = dA.reshape(T * N, 4 * H)
+        H_prev = xp.concatenate([h0[None], Y[:-1]], axis=0).reshape(T * N, H)
         self.Wx.grad += x2d.T @ dA2d
         self.Wh.grad += H_prev.T @ dA2d  # all steps' recurrent gradients in one product
         self.b.grad += dA2d.sum(axis=0)
-        return (dA2d @ self.Wx.data.T).reshape(x.shape)
+        return (dA2d @ self.Wx.data.T).reshape(T, N, -1).transpose(1, 0, 2)

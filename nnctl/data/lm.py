@@ -59,37 +59,32 @@ class LanguageModelData(Dataset):
 
     unit = "tokens"
 
-    def __init__(self, corpus: TextCorpus, batch_size: int, bptt: int, eval_batch_size: int | None):
+    def __init__(self, corpus: TextCorpus, batch_size: int, bptt: int):
         for name, value in (("batch_size", batch_size), ("bptt", bptt)):
             if value <= 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
-        if eval_batch_size is not None and eval_batch_size <= 0:
-            raise ValueError(f"eval_batch_size must be > 0, got {eval_batch_size}")
         self.corpus = corpus
         self.vocab = corpus.vocab
         self.batch_size = batch_size
         self.bptt = bptt
-        self.eval_batch_size = eval_batch_size or batch_size
         for split in self.splits:  # report a data set too small now, not in the middle of training
-            self.streams(split, self._batch_size(split, None))
+            self.streams(split, batch_size)
 
     def _batch_size(self, split: str, batch_size: int | None) -> int:
-        if batch_size is not None:
-            return batch_size
-        return self.batch_size if split == "train" else self.eval_batch_size
+        return self.batch_size if batch_size is None else batch_size
 
     def streams(self, split: str, batch_size: int) -> np.ndarray:
+        """The (batch_size, steps) streams of a split, after checking it is long enough."""
         if split not in self.corpus.ids:
             raise DataError(f"no split {split!r}; this data set has {', '.join(self.corpus.ids)}")
         ids = self.corpus.ids[split]
         steps = len(ids) // batch_size
-        key = "batch_size" if split == "train" else "eval_batch_size"
         if steps < 2:
-            raise DataError(f"the {split} split has {len(ids)} tokens, too few for {batch_size} parallel "
-                            f"streams of at least 2 tokens; lower data.{key}")
+            raise DataError(f"the {split} split has {len(ids)} tokens, too few for batch size {batch_size} "
+                            f"(each of the {batch_size} streams needs 2 tokens or more); lower the batch size")
         if steps - 1 < self.bptt:
             raise DataError(f"data.bptt {self.bptt} is longer than the {split} split allows ({len(ids)} tokens "
-                            f"in {batch_size} streams give {steps - 1} steps each); lower data.bptt or data.{key}")
+                            f"in {batch_size} streams give {steps - 1} steps each); lower data.bptt or the batch size")
         return batchify(ids, batch_size)
 
     def extras(self):
@@ -115,13 +110,12 @@ class PennTreebank(LanguageModelData):
     """Penn Treebank, Mikolov et al.'s split: 10k-word vocabulary, 929k/73k/82k training/valid/test tokens.
 
     Files ptb.{train,valid,test}.txt from `path`, else from <data dir>/ptb, downloaded
-    there if missing. Evaluation reads eval_batch_size streams (pytorch/examples uses 10).
+    there if missing. (Evaluation batch size: train.eval_batch_size; pytorch/examples uses 10.)
     """
 
-    def __init__(self, path: str | None = None, batch_size: int = 20, bptt: int = 35,
-                 eval_batch_size: int | None = 10, *, data_dir: str | None, dtype=np.float32,
-                 vocab: Vocab | None = None):
-        super().__init__(TextCorpus.ptb(path, data_dir, vocab=vocab), batch_size, bptt, eval_batch_size)
+    def __init__(self, path: str | None = None, batch_size: int = 20, bptt: int = 35, *,
+                 data_dir: str | None, dtype=np.float32, vocab: Vocab | None = None):
+        super().__init__(TextCorpus.ptb(path, data_dir, vocab=vocab), batch_size, bptt)
 
 
 @DATASETS.register("text")
@@ -134,8 +128,8 @@ class TextFiles(LanguageModelData):
     """
 
     def __init__(self, train: str, valid: str, test: str, max_vocab: int | None = None,
-                 min_count: int = 1, batch_size: int = 20, bptt: int = 35,
-                 eval_batch_size: int | None = None, *, data_dir: str | None, dtype=np.float32,
+                 min_count: int = 1, batch_size: int = 20, bptt: int = 35, *,
+                 data_dir: str | None, dtype=np.float32,
                  vocab: Vocab | None = None):
         if max_vocab is not None and max_vocab < 2:
             raise ValueError(f"max_vocab must be >= 2 (a word and <unk>), got {max_vocab}")
@@ -143,7 +137,7 @@ class TextFiles(LanguageModelData):
             raise ValueError(f"min_count must be >= 1, got {min_count}")
         paths = {split: _find(p, data_dir) for split, p in (("train", train), ("valid", valid), ("test", test))}
         corpus = TextCorpus(paths, max_vocab=max_vocab, min_count=min_count, vocab=vocab)
-        super().__init__(corpus, batch_size, bptt, eval_batch_size)
+        super().__init__(corpus, batch_size, bptt)
 
 
 def _find(path: str, data_dir: str | None) -> Path:

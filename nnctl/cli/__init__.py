@@ -2,6 +2,7 @@
 
 from nnctl.cli.app import app
 from nnctl.cli import train as _train  # noqa: F401  train, eval, gradcheck, config show, runs
+from nnctl.cli import generate as _generate  # noqa: F401,E402  generate
 
 
 def main() -> None:

@@ -45,7 +45,7 @@ class ContextBatch(NamedTuple):
 
 
 class ContextWindows(Dataset):
-    """CBOW examples from a TextCorpus. Extras: vocab_size and the training word counts."""
+    """CBOW examples from a TextCorpus. Extras: vocab_size (the Vocab itself goes to the model too)."""
 
     unit = "words"
 
@@ -86,7 +86,7 @@ class ContextWindows(Dataset):
 
     # -- the Dataset protocol ----------------------------------------------------------
     def extras(self) -> dict:
-        return {"vocab_size": len(self.vocab), "word_counts": self.word_counts}
+        return {"vocab_size": len(self.vocab)}
 
     def corpus_words(self, split: str = "train") -> int:
         """Words in the split, <eos> not counted: what 'corpus words/s' is measured in."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from nnctl.models.base import MODELS, Model
+from nnctl.models.base import MODELS, LossOutput, Model
 
 
 def positive_pmi(counts: sp.spmatrix, context_power: float = 0.75) -> sp.csr_matrix:
@@ -96,7 +96,17 @@ class PPMISVD(Model):
         self.vectors[...] = U * s ** self.eig_power
 
     def loss(self, batch, state=None):
-        raise NotImplementedError("ppmi_svd has no training loss; it is fitted by counting (fit)")
+        """Held-out fit, as a loss: mean cosine distance 1 - cos(mean of context vectors, target vector).
+
+        The model has no training objective; this tells how well held-out contexts point
+        at their word (0 = perfectly, 1 = unrelated) so `nnctl train` can report valid/test.
+        """
+        unit = self.vectors / np.maximum(np.linalg.norm(self.vectors, axis=1, keepdims=True), 1e-12)
+        weights = batch.mask / np.maximum(batch.mask.sum(axis=1, keepdims=True), 1)
+        h = np.einsum("nc,ncd->nd", weights.astype(unit.dtype), unit[batch.context])
+        h /= np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-12)
+        distance = 1.0 - np.sum(h * unit[batch.target], axis=1)
+        return LossOutput(loss_sum=float(distance.sum()), count=int(len(distance))), None
 
     def word_vectors(self) -> np.ndarray:
         return self.vectors

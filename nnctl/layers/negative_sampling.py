@@ -83,12 +83,12 @@ class EmbeddingDot(Layer):
     def forward(self, h, ids):
         ids = np.asarray(ids)
         self.h, self.ids = h, ids
-        self.rows = self.W.data[ids]  # (N, K, D)
-        return np.matmul(self.rows, h[:, :, None])[:, :, 0]
+        self.rows = np.take(self.W.data, ids, axis=0)  # (N, K, D); take is ~2x faster than W[ids]
+        return np.einsum("nkd,nd->nk", self.rows, h)
 
     def backward(self, ds):
         N, K = self.ids.shape
-        dh = np.matmul(ds[:, None, :], self.rows)[:, 0, :]  # ds_nj · W[ids_nj], summed over j
+        dh = np.einsum("nk,nkd->nd", ds, self.rows)  # Σ_j ds_nj · W[ids_nj]
         # dL/dW[r] = Σ_{(n, j): ids[n, j] = r} ds[n, j] · h_n
         indptr = np.arange(0, N * K + 1, K)
         rows, grads = row_gradients(self.ids.reshape(-1), ds.reshape(-1), indptr, self.h)

@@ -84,7 +84,7 @@ def summarise_run(path: Path) -> RunSummary:
 
 
 def is_run_folder(path: Path) -> bool:
-    return (path / "config.yaml").is_file() or (path / "metrics.jsonl").is_file()
+    return any((path / name).exists() for name in ("config.yaml", "metrics.jsonl", "checkpoints"))
 
 
 def find_runs(runs_dir: Path) -> list[Path]:
@@ -103,7 +103,7 @@ def resolve_run(path: Path) -> Path:
     children = sorted(p for p in path.iterdir() if p.is_dir() and is_run_folder(p))
     if children:
         return children[-1]
-    raise CheckpointError(f"{path}: not a run folder (no config.yaml or metrics.jsonl); "
+    raise CheckpointError(f"{path}: not a run folder (no config.yaml, metrics.jsonl or checkpoints/); "
                           "give runs/<name>/<timestamp> or runs/<name>")
 
 

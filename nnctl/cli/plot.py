@@ -64,7 +64,7 @@ def plot(
             _terminal_curves(summaries, labels)
             from nnctl.console import console
 
-            console().print(f"matplotlib is not installed: {plot_mod.INSTALL_HINT} to write {output}")
+            console().print(f"matplotlib is not installed: {plot_mod.INSTALL_HINT} to write {output}", markup=False)
             return
         plot_mod.plot_curves(summaries, labels, output, width=width, height=height, dpi=dpi)
         print(f"wrote {output} ({width}x{height}, {len(summaries)} run{'s' if len(summaries) > 1 else ''})")
@@ -146,7 +146,7 @@ def _config_value(value) -> str:
 @app.command("plot-vectors")
 def plot_vectors(
     run: Path = typer.Argument(..., help="A word-vector run folder (or a checkpoint .npz)."),
-    words_args: list[str] = typer.Argument(None, metavar="[WORDS]...", help="Words to plot (same as --words)."),
+    words_args: list[str] = typer.Argument(None, metavar="WORDS", help="Words to plot (same as --words)."),
     words_opt: list[str] = typer.Option([], "--words", "-w",
                                         help="Words to plot: `--words king queen man woman` (commas work too)."),
     top: int = typer.Option(50, "--top", min=2, help="Without --words: plot the N most frequent words."),
@@ -188,7 +188,7 @@ def plot_vectors(
             print_table(f"{len(words)} word vectors, PCA (PC1 {100 * explained[0]:.0f}%, "
                         f"PC2 {100 * explained[1]:.0f}% of variance)", ["word", "PC1", "PC2"],
                         [[w, f"{x:+.3f}", f"{y:+.3f}"] for w, (x, y) in zip(words, coords)])
-            console().print(f"matplotlib is not installed: {plot_mod.INSTALL_HINT} to write {output}")
+            console().print(f"matplotlib is not installed: {plot_mod.INSTALL_HINT} to write {output}", markup=False)
             return
         plot_mod.plot_word_vectors(words, coords, explained, output, width=width, height=height, dpi=dpi,
                                    title=f"{model_type}: {len(words)} word vectors, PCA")

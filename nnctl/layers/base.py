@@ -35,7 +35,7 @@ class Param:
 
     @classmethod
     def init(cls, value, dtype=np.float32, sparse: bool = False) -> "Param":
-        data = np.ascontiguousarray(value, dtype=dtype)
+        data = np.array(value, dtype=dtype, order="C", copy=True)  # never shares the caller's memory
         return cls(data, np.zeros_like(data), sparse=sparse,
                    touched_rows=np.zeros(0, dtype=np.int64) if sparse else None)
 

@@ -240,31 +240,17 @@ def runs(
     Example: `nnctl runs runs/`
     """
     from nnctl.console import format_value, print_table
-    from nnctl.rundir import RunDir, read_jsonl
+    from nnctl.runs import find_runs, summarise_run
 
     with user_errors():
         if not runs_dir.is_dir():
             fail(f"{runs_dir}: no such folder; runs are created by `nnctl train` under runs/", 2)
         rows = []
-        for config_path in sorted(runs_dir.glob("**/config.yaml")):
-            run = RunDir(config_path.parent)
-            status = run.status()
-            records = read_jsonl(run.metrics_path)
-            try:
-                import yaml
-
-                cfg = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-            except Exception:
-                cfg = {}
-            metric = next((k for k in ("perplexity", "accuracy") if any(k in r for r in records)), "loss")
-            valid = [r[metric] for r in records if r.get("split") == "valid" and metric in r]
-            best = (max(valid) if metric == "accuracy" else min(valid)) if valid else None
-            test = next((r.get(metric) for r in reversed(records) if r.get("split") == "test"), None)
-            epochs = max((r["epoch"] for r in records if r.get("split") == "train"), default=0)
-            elapsed = max((r.get("elapsed", 0) for r in records), default=0)
-            rows.append([str(run.path.relative_to(runs_dir)), cfg.get("model", {}).get("type", "?"),
-                         cfg.get("data", {}).get("type", "?"), epochs, format_value(metric, best),
-                         format_value(metric, test), f"{elapsed:.0f}s", status.get("state", "unknown")])
+        for path in find_runs(runs_dir):
+            run = summarise_run(path)
+            rows.append([str(run.path.relative_to(runs_dir)), run.model_type, run.data_type, run.epochs,
+                         format_value(run.metric, run.best_valid), format_value(run.metric, run.test),
+                         f"{run.elapsed:.0f}s", run.state])
         if not rows:
             fail(f"{runs_dir}: no runs found (no */config.yaml below it)", 1)
         print_table(None, ["run", "model", "data", "epochs", "best valid", "test", "wall time", "state"], rows)

@@ -38,7 +38,7 @@ def as_numpy(x):
 
 
 def to_device(x, device: str):
-    """Move an array to "cpu" or "gpu"."""
+    """Move an array to "cpu" or "gpu" (a no-op when it is already there)."""
     if device == "cpu":
         return as_numpy(x)
     if device == "gpu":
@@ -46,6 +46,21 @@ def to_device(x, device: str):
             raise RuntimeError("device 'gpu' needs CuPy: pip install 'nnctl[gpu]'")
         return _cupy.asarray(x)
     raise ValueError(f"unknown device {device!r}; choose cpu or gpu")
+
+
+def tree_to_device(tree, device: str):
+    """to_device over a batch or a carried state: arrays inside tuples, NamedTuples and lists.
+
+    The Trainer moves each batch once per step with this, so everything a layer sees in a
+    step already lives where the weights live. None and Python scalars pass through.
+    """
+    if tree is None or isinstance(tree, (int, float, str)):
+        return tree
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):  # NamedTuple (ContextBatch)
+        return type(tree)(*(tree_to_device(t, device) for t in tree))
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(tree_to_device(t, device) for t in tree)
+    return to_device(tree, device)
 
 
 def scatter_add(dst, index, src):

@@ -68,36 +68,53 @@ def train(
     Example: `nnctl train configs/cnn_fashion_mnist.yaml --set train.epochs=3 --data-dir ~/data`
 
     Resume: `nnctl train --resume runs/cnn_fashion_mnist/20261130-101500`
+
+    Several processes (MPI, `pip install "nnctl[mpi]"`): `mpirun -n 4 nnctl train CONFIG`
+    shares each global batch over the 4 processes; only the first writes the run folder.
     """
     from nnctl import config as config_mod
-    from nnctl import experiment
+    from nnctl import distributed, experiment
+    from nnctl.cli.app import set_error_output
     from nnctl.console import console, make_listener
     from nnctl.rundir import RunDir, atomic_write_text
-    from nnctl.trainer import Interrupted, Trainer, TrainingStopped
+    from nnctl.trainer import Interrupted, SilentListener, Trainer, TrainingStopped
 
     with user_errors():
+        comm = distributed.get_communicator()
+        lead = comm.rank == 0  # the one process that prints and writes the run folder
+        set_error_output(lead)  # every rank meets the same config error; one line is enough
         if resume is not None:
             if config is not None:
                 fail("give either a CONFIG or --resume RUN_DIR, not both (a resumed run keeps its config)", 2)
             run, ckpt, cfg = _load_for_resume(resume, set_)
             exp = experiment.build(cfg, str(data_dir) if data_dir else None, vocab=ckpt.vocab)
+            run = run if lead else None
         else:
             if config is None:
                 fail("missing CONFIG: give an experiment file (e.g. configs/mlp_mnist.yaml) or --resume RUN_DIR", 2)
             cfg = config_mod.load(config, set_)
             exp = experiment.build(cfg, str(data_dir) if data_dir else None)
-            # Only now, with every key checked and every file read, does the run folder appear.
-            run = RunDir.create(runs_dir, cfg["name"])
-            header = f"# written by nnctl {__version__} from {config}\n"
-            atomic_write_text(run.config_path, header + config_mod.dump(cfg))
-            if exp.data.vocab is not None:
-                exp.data.vocab.save(run.vocab_path)
-        listener = make_listener(log=run.log, quiet=quiet)
+            run = None
+            if lead:  # Only now, with every key checked and every file read, does the run folder appear.
+                run = RunDir.create(runs_dir, cfg["name"])
+                header = f"# written by nnctl {__version__} from {config}\n"
+                atomic_write_text(run.config_path, header + config_mod.dump(cfg))
+                if exp.data.vocab is not None:
+                    exp.data.vocab.save(run.vocab_path)
+        listener = make_listener(log=run.log, quiet=quiet) if lead else SilentListener()
         trainer = Trainer(exp.model, exp.data, exp.optimizer, exp.schedule, exp.train, cfg,
-                          exp.model_extras, run=run, listener=listener)
+                          exp.model_extras, run=run, listener=listener, comm=comm, device=cfg.get("device", "cpu"))
         if resume is not None:
             trainer.resume_from(ckpt)
-        run.write_status({"state": "running", "nnctl_version": __version__})
+        trainer.check_shardable()
+        distributed.prepare_ranks(comm, exp.model, exp.optimizer, cfg["seed"], trainer.progress.step)
+
+        def write_status(status: dict) -> None:
+            if run is not None:
+                run.write_status(status)
+
+        write_status({"state": "running", "nnctl_version": __version__,
+                      **({"processes": comm.size} if comm.size > 1 else {})})
 
         def on_signal(signum, frame):
             if trainer.stop_signal is None:  # first: finish the current step, save `last`, stop
@@ -113,28 +130,30 @@ def train(
             try:
                 trainer.save("last")
             except KeyboardInterrupt:  # a second signal while saving: the old `last` stays whole
-                run.write_status({"state": "interrupted", "progress": trainer.progress.to_dict()})
+                write_status({"state": "interrupted", "progress": trainer.progress.to_dict()})
                 raise typer.Exit(130) from None
-            run.write_status({"state": "interrupted", "progress": trainer.progress.to_dict()})
-            console().print(f"interrupted: saved {run.checkpoint_path('last')}\n"
-                            f"resume with: nnctl train --resume {run.path}")
+            write_status({"state": "interrupted", "progress": trainer.progress.to_dict()})
+            if run is not None:
+                console().print(f"interrupted: saved {run.checkpoint_path('last')}\n"
+                                f"resume with: {'mpirun -n %d ' % comm.size if comm.size > 1 else ''}"
+                                f"nnctl train --resume {run.path}")
             raise typer.Exit(130 if stop.signum == signal.SIGINT else 143)
         except TrainingStopped as error:
             getattr(listener, "close", lambda: None)()
-            run.write_status({"state": "failed", "reason": str(error), "progress": trainer.progress.to_dict()})
+            write_status({"state": "failed", "reason": str(error), "progress": trainer.progress.to_dict()})
             fail(str(error), 1)
         except KeyboardInterrupt:
             getattr(listener, "close", lambda: None)()
-            run.write_status({"state": "interrupted", "progress": trainer.progress.to_dict()})
+            write_status({"state": "interrupted", "progress": trainer.progress.to_dict()})
             raise typer.Exit(130)
         except BaseException:
             getattr(listener, "close", lambda: None)()
-            run.write_status({"state": "failed", "progress": trainer.progress.to_dict()})
+            write_status({"state": "failed", "progress": trainer.progress.to_dict()})
             raise
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-        run.write_status({"state": "finished", "summary": summary, "nnctl_version": __version__})
+        write_status({"state": "finished", "summary": summary, "nnctl_version": __version__})
 
 
 @app.command("eval")

@@ -22,8 +22,8 @@ padded image: a loop over the KH*KW offsets, each step vectorised over the whole
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
+from nnctl.backend import get_xp
 from nnctl.layers.base import Layer, Param
 from nnctl.layers.init import check_init, initial_weights
 
@@ -34,9 +34,11 @@ def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
 
 def im2col(x, kh: int, kw: int, stride: int, padding: int):
     """(N, H, W, C) → col (N*OH*OW, KH*KW*C) and (OH, OW). One copy, made by the reshape."""
+    xp = get_xp(x)
     if padding:
-        x = np.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    windows = sliding_window_view(x, (kh, kw), axis=(1, 2))[:, ::stride, ::stride]  # (N, OH, OW, C, KH, KW)
+        x = xp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    windows = xp.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))[:, ::stride, ::stride]
+    # windows: (N, OH, OW, C, KH, KW), a view
     N, OH, OW = windows.shape[:3]
     col = windows.transpose(0, 1, 2, 4, 5, 3).reshape(N * OH * OW, -1)
     return col, OH, OW
@@ -47,7 +49,7 @@ def col2im(dcol, x_shape, kh: int, kw: int, stride: int, padding: int):
     N, H, W, C = x_shape
     OH, OW = output_size(H, kh, stride, padding), output_size(W, kw, stride, padding)
     dcol = dcol.reshape(N, OH, OW, kh, kw, C)
-    dx = np.zeros((N, H + 2 * padding, W + 2 * padding, C), dtype=dcol.dtype)
+    dx = get_xp(dcol).zeros((N, H + 2 * padding, W + 2 * padding, C), dtype=dcol.dtype)
     for i in range(kh):
         for j in range(kw):
             dx[:, i:i + stride * OH:stride, j:j + stride * OW:stride, :] += dcol[:, :, :, i, j, :]
@@ -128,11 +130,12 @@ class MaxPool2d(Layer):
         OH, OW = (H - P) // S + 1, (W - P) // S + 1
         if OH < 1 or OW < 1:
             raise ValueError(f"pool size {P} does not fit a {H}x{W} input")
+        xp = get_xp(x)
         views = self._views(x, OH, OW)
         _, y = next(views)
         y = y.copy()
         for _, view in views:
-            np.maximum(y, view, out=y)
+            xp.maximum(y, view, out=y)
         self.x, self.y = x, y
         return y
 
@@ -143,16 +146,17 @@ class MaxPool2d(Layer):
         OH, OW = y.shape[1:3]
         overlapping = S < P
         tiles_exactly = S == P and H == OH * P and W == OW * P  # every x is in exactly one window
-        dx = np.empty_like(x) if tiles_exactly else np.zeros_like(x)
-        unclaimed = np.ones(y.shape, dtype=bool)  # outputs whose gradient has not been routed yet
-        winner = np.empty(y.shape, dtype=bool)
+        xp = get_xp(x)
+        dx = xp.empty_like(x) if tiles_exactly else xp.zeros_like(x)
+        unclaimed = xp.ones(y.shape, dtype=bool)  # outputs whose gradient has not been routed yet
+        winner = xp.empty(y.shape, dtype=bool)
         for (i, j), view in self._views(x, OH, OW):
-            np.equal(view, y, out=winner)
+            xp.equal(view, y, out=winner)
             winner &= unclaimed  # on a tie, an earlier offset already took the gradient
             unclaimed ^= winner
             dx_view = dx[:, i:i + S * (OH - 1) + 1:S, j:j + S * (OW - 1) + 1:S, :]
             if overlapping:
                 dx_view += dy * winner
             else:  # out= writes straight into dx: no temporary
-                np.multiply(dy, winner, out=dx_view)
+                xp.multiply(dy, winner, out=dx_view)
         return dx

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnctl.backend import get_xp
 from nnctl.layers.base import Layer, Param
 
 
@@ -42,20 +43,21 @@ class BatchNorm(Layer):
         self.eps = eps
 
     def forward(self, x):
+        xp = get_xp(x)
         C = x.shape[-1]
         x2d = x.reshape(-1, C)  # (M, C)
         if self.training:
             M = x2d.shape[0]
             mu = x2d.mean(axis=0)
             centred = x2d - mu
-            var = np.mean(centred * centred, axis=0)
+            var = (centred * centred).mean(axis=0)
             m = self.momentum
             self.running_mean[...] = m * self.running_mean + (1 - m) * mu
             self.running_var[...] = m * self.running_var + (1 - m) * var * (M / max(M - 1, 1))
         else:
             centred = x2d - self.running_mean
             var = self.running_var
-        self.inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)  # (C,)
+        self.inv_std = (1.0 / xp.sqrt(var + self.eps)).astype(x.dtype)  # (C,)
         self.xhat = centred * self.inv_std  # (M, C)
         y = self.xhat * self.gamma.data + self.beta.data
         return y.reshape(x.shape)
@@ -63,13 +65,13 @@ class BatchNorm(Layer):
     def backward(self, dy):
         shape = dy.shape
         dy2d = dy.reshape(-1, shape[-1])
-        self.gamma.grad += np.sum(dy2d * self.xhat, axis=0)
+        self.gamma.grad += (dy2d * self.xhat).sum(axis=0)
         self.beta.grad += dy2d.sum(axis=0)
         dxhat = dy2d * self.gamma.data
         if not self.training:  # fixed statistics: a per-channel affine map
             return (dxhat * self.inv_std).reshape(shape)
         # mu and var depend on every x in the batch:
         # dx = inv_std * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
-        dx = dxhat - dxhat.mean(axis=0) - self.xhat * np.mean(dxhat * self.xhat, axis=0)
+        dx = dxhat - dxhat.mean(axis=0) - self.xhat * (dxhat * self.xhat).mean(axis=0)
         dx *= self.inv_std
         return dx.reshape(shape)

@@ -147,6 +147,18 @@ class MPICommunicator(SingleProcess):
         return self.comm.bcast(obj, root=0)
 
 
+def check_shardable(comm: SingleProcess, data, model, model_type: str) -> None:
+    """Several ranks need a global batch they can share evenly (the LM: the same streams every step)."""
+    size = comm.size
+    batch_size = getattr(data, "batch_size", None)
+    if size > 1 and batch_size is not None and batch_size % size:
+        raise ConfigError(f"data.batch_size {batch_size} cannot be split evenly over {size} processes; "
+                          f"use a multiple of {size} (it is the global batch, shared by all processes)")
+    if size > 1 and not getattr(model, "trainable", True):
+        raise ConfigError(f"model '{model_type}' is fitted in closed form, not by gradient steps; "
+                          "run it without mpirun")
+
+
 def training_arrays(model, optimizer=None) -> list:
     """Every array that must be identical on all ranks: weights, buffers, optimizer state."""
     arrays = [p.data for p in model.params()] + list(model.named_buffers().values())

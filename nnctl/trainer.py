@@ -30,8 +30,7 @@ from nnctl import checkpoint
 from nnctl.backend import tree_to_device
 from nnctl.config import TrainConfig
 from nnctl.data.base import batch_length
-from nnctl.distributed import SingleProcess, training_arrays
-from nnctl.errors import ConfigError
+from nnctl.distributed import SingleProcess, check_shardable, training_arrays
 from nnctl.models.base import LossOutput
 from nnctl.optim import clip_grad_norm, has_nonfinite
 from nnctl.rundir import RunDir
@@ -259,21 +258,10 @@ class Trainer:
         # One process acts on its own signal; ranks act only on a stop they all agreed on.
         return self.stop_signal if self.comm.size == 1 else self._agreed_stop
 
-    def check_shardable(self) -> None:
-        """Several ranks need a batch they can share evenly (the LM: the same streams on every step)."""
-        size = self.comm.size
-        batch_size = getattr(self.data, "batch_size", None)
-        if size > 1 and batch_size is not None and batch_size % size:
-            raise ConfigError(f"data.batch_size {batch_size} cannot be split evenly over {size} processes; "
-                              f"use a multiple of {size} (it is the global batch, shared by all processes)")
-        if size > 1 and not getattr(self.model, "trainable", True):
-            raise ConfigError(f"model '{self.experiment['model']['type']}' is fitted in closed form, "
-                              "not by gradient steps; run it without mpirun")
-
     def fit(self) -> dict[str, Any]:
         self._started = time.perf_counter()
         p, cfg = self.progress, self.config
-        self.check_shardable()
+        check_shardable(self.comm, self.data, self.model, self.experiment["model"]["type"])
         steps_per_epoch = self.data.num_batches("train")
         self.listener.on_fit_start({"epochs": cfg.epochs, "steps_per_epoch": steps_per_epoch,
                                     "unit": self.data.unit, "run": str(self.run.path) if self.run else None,

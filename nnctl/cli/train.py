@@ -88,12 +88,14 @@ def train(
                 fail("give either a CONFIG or --resume RUN_DIR, not both (a resumed run keeps its config)", 2)
             run, ckpt, cfg = _load_for_resume(resume, set_)
             exp = experiment.build(cfg, str(data_dir) if data_dir else None, vocab=ckpt.vocab)
+            distributed.check_shardable(comm, exp.data, exp.model, cfg["model"]["type"])
             run = run if lead else None
         else:
             if config is None:
                 fail("missing CONFIG: give an experiment file (e.g. configs/mlp_mnist.yaml) or --resume RUN_DIR", 2)
             cfg = config_mod.load(config, set_)
             exp = experiment.build(cfg, str(data_dir) if data_dir else None)
+            distributed.check_shardable(comm, exp.data, exp.model, cfg["model"]["type"])
             run = None
             if lead:  # Only now, with every key checked and every file read, does the run folder appear.
                 run = RunDir.create(runs_dir, cfg["name"])
@@ -106,7 +108,6 @@ def train(
                           exp.model_extras, run=run, listener=listener, comm=comm, device=cfg.get("device", "cpu"))
         if resume is not None:
             trainer.resume_from(ckpt)
-        trainer.check_shardable()
         distributed.prepare_ranks(comm, exp.model, exp.optimizer, cfg["seed"], trainer.progress.step)
 
         def write_status(status: dict) -> None:

@@ -21,7 +21,7 @@ def per_epoch(schedule, epochs, steps_per_epoch=4):
 
 
 def test_registered_names():
-    assert SCHEDULES.names() == ["constant", "cosine", "plateau", "step"]
+    assert SCHEDULES.names() == ["constant", "cosine", "linear", "plateau", "step"]
 
 
 def test_constant():

@@ -53,6 +53,8 @@ class ToySoftmax(Model):
 
     def __init__(self, scale: float = 0.1, dropout: float = 0.0, *, num_features, num_classes, rng,
                  dtype=np.float32):
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.W = Param.init(rng.standard_normal((num_features, num_classes)) * scale, dtype)
         self.b = Param.init(np.zeros(num_classes), dtype)
         self.dropout = dropout

@@ -160,7 +160,7 @@ def eval_(
         if hasattr(model, "word_vectors"):
             from nnctl.cli.wordvec import eval_word_vectors
 
-            eval_word_vectors(model, ckpt.vocab, analogies, similarity)
+            eval_word_vectors(model, ckpt.vocab, analogies, similarity, str(data_dir) if data_dir else None)
             return
         cfg = ckpt.meta["config"]
         data = experiment.build_data(cfg, str(data_dir) if data_dir else None, vocab=ckpt.vocab)

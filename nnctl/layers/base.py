@@ -43,10 +43,12 @@ class Param:
         """grad[rows] += values, repeated rows accumulating; remembers the rows for sparse updates."""
         from nnctl.backend import get_xp, scatter_add
 
-        scatter_add(self.grad, rows, values)
+        distinct = scatter_add(self.grad, rows, values)
         if self.sparse:
-            xp = get_xp(self.grad)
-            self.touched_rows = xp.union1d(self.touched_rows, xp.asarray(rows).reshape(-1))
+            if len(self.touched_rows) == 0:  # the common case: one add_rows per step
+                self.touched_rows = distinct
+            else:
+                self.touched_rows = get_xp(self.grad).union1d(self.touched_rows, distinct)
 
     def zero_grad(self) -> None:
         if self.sparse:

@@ -38,6 +38,8 @@ def _load_for_resume(run_path: Path, overrides: list[str]):
         raise CheckpointError(f"--resume {run_path}: no checkpoints/last.npz; the run stopped before saving, "
                               "start it again with `nnctl train CONFIG`")
     ckpt = checkpoint.load(last)
+    for stale in run.path.glob("**/.*.tmp"):  # a save cut short by a hard kill left its temporary file
+        stale.unlink()
     for text in overrides:
         parts, _ = config_mod.parse_override(text)
         if parts[0] != "train":

@@ -15,7 +15,7 @@ im2col turns the convolution into ONE matrix product:
 
     OH = (H + 2P - KH) // S + 1   (likewise OW)
 
-col2im (the backward of im2col) adds each kernel offset's slice of dcol back into the
+col2im (the backward of im2col) adds each kernel offset's slab of dcol back into the
 padded image: a loop over the KH*KW offsets, each step vectorised over the whole batch.
 """
 
@@ -43,14 +43,18 @@ def im2col(x, kh: int, kw: int, stride: int, padding: int):
 
 
 def col2im(dcol, x_shape, kh: int, kw: int, stride: int, padding: int):
-    """The adjoint of im2col: dcol (N*OH*OW, KH*KW*C) → dx (N, H, W, C), overlaps summed."""
+    """The adjoint of im2col: dcol (KH*KW, N*OH*OW, C), one slab per kernel offset,
+    → dx (N, H, W, C), the overlapping contributions summed.
+
+    Offset-major slabs (not im2col's (N*OH*OW, KH*KW*C) rows) make every slab contiguous,
+    so each of the KH*KW additions runs over long contiguous stretches of memory.
+    """
     N, H, W, C = x_shape
     OH, OW = output_size(H, kh, stride, padding), output_size(W, kw, stride, padding)
-    dcol = dcol.reshape(N, OH, OW, kh, kw, C)
     dx = np.zeros((N, H + 2 * padding, W + 2 * padding, C), dtype=dcol.dtype)
     for i in range(kh):
         for j in range(kw):
-            dx[:, i:i + stride * OH:stride, j:j + stride * OW:stride, :] += dcol[:, :, :, i, j, :]
+            dx[:, i:i + stride * OH:stride, j:j + stride * OW:stride, :] += dcol[i * kw + j].reshape(N, OH, OW, C)
     return dx[:, padding:padding + H, padding:padding + W, :]
 
 
@@ -97,7 +101,9 @@ class Conv2d(Layer):
             self.b.grad += dy2d.sum(axis=0)
         if not self.needs_input_grad:
             return None
-        dcol = dy2d @ self.W.data.reshape(-1, F).T  # (N*OH*OW, K*K*C)
+        # dcol for each kernel offset: (K*K, N*OH*OW, F) @ (K*K, F, C) → (K*K, N*OH*OW, C)
+        W_offsets = self.W.data.reshape(k * k, -1, F).transpose(0, 2, 1)  # a view, (K*K, F, C)
+        dcol = np.matmul(dy2d, W_offsets)
         return col2im(dcol, self.x_shape, k, k, self.stride, self.padding)
 
 

@@ -166,3 +166,15 @@ class CNN(Classifier):
             shape = (int(np.prod(shape)),)
         layers.append(Linear(shape[0], num_classes, init="xavier", rng=rng, dtype=dtype))
         self._finish(layers)
+
+    @classmethod
+    def shrink(cls, config: dict) -> dict:
+        def small(block):
+            block = dict(block)
+            for kind, limit in (("conv", 3), ("dense", 5)):
+                if isinstance(block.get(kind), int) and not isinstance(block[kind], bool):
+                    block[kind] = min(block[kind], limit)
+            return block
+
+        return {**config, "blocks": [small(b) if isinstance(b, dict) else b
+                                     for b in config.get("blocks", SIMPLE_CONV_NET)]}

@@ -48,21 +48,60 @@ def to_device(x, device: str):
     raise ValueError(f"unknown device {device!r}; choose cpu or gpu")
 
 
-def scatter_add(dst, index, src) -> None:
+def scatter_add(dst, index, src):
     """dst[index] += src, where repeated indices accumulate (np.add.at semantics).
 
     Used by embedding backward passes, where one word appears many times in a batch.
-    For a 2-D `dst` with row indices, a flattened 1-D `np.add.at` is several times
-    faster than the 2-D form, so we take that route.
+    Returns the distinct indices touched, sorted (what `Param.add_rows` records).
+
+    NumPy route for a 2-D `dst` with row indices (measured on a 10k x 100 table):
+    * indices all distinct (layers that pre-sum their rows): plain `dst[index] += src`
+      is exact and ~2.5x faster than a flattened np.add.at;
+    * repeats: the rows are summed by one sparse product S @ src, with S a (distinct x n)
+      0/1 matrix built in CSC form without sorting, ~3.5x faster than a flattened
+      np.add.at (itself several times faster than the 2-D np.add.at).
     """
     xp = get_xp(dst)
-    if xp is np:
-        if dst.ndim == 2 and dst.flags.c_contiguous:
-            index = np.asarray(index).reshape(-1)
-            width = dst.shape[1]
-            flat_index = (index[:, None] * width + np.arange(width)).reshape(-1)
-            np.add.at(dst.reshape(-1), flat_index, np.asarray(src).reshape(-1))
+    if xp is np and dst.ndim >= 2:
+        index = np.asarray(index).reshape(-1)
+        src = np.asarray(src, dtype=dst.dtype).reshape((len(index),) + dst.shape[1:])
+        rows, inverse = np.unique(index, return_inverse=True)
+        if len(rows) == len(index):
+            dst[index] += src
         else:
-            np.add.at(dst, index, src)
+            import scipy.sparse as sp
+
+            n = len(index)
+            summing = sp.csc_matrix((np.ones(n, dtype=dst.dtype), inverse.reshape(-1), np.arange(n + 1)),
+                                    shape=(len(rows), n))
+            dst[rows] += np.asarray(summing @ src.reshape(n, -1)).reshape((len(rows),) + dst.shape[1:])
+        return rows
+    if xp is np:
+        np.add.at(dst, index, src)
     else:
         xp.add.at(dst, index, src)
+    return xp.unique(xp.asarray(index).reshape(-1))
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed large blocks instead of returning them to the OS.
+
+    By default glibc serves blocks above a threshold with mmap and gives them back on
+    free, so a NumPy temporary of a few MB is page-faulted in afresh at every training
+    step; measured here, that made a sparse Adam step several times slower than the
+    arithmetic alone. Keeping them costs at most the peak memory we already needed.
+    Returns False (and changes nothing) where the C library is not glibc.
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    largest_heap_block = 32 * 1024 * 1024  # glibc refuses mmap thresholds above this on 64-bit
+    ok = libc.mallopt(m_mmap_threshold, largest_heap_block) == 1
+    return ok and libc.mallopt(m_trim_threshold, 1 << 30) == 1

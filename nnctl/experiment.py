@@ -58,7 +58,8 @@ def build_model(cfg: dict[str, Any], model_extras: dict[str, Any], dtype=np.floa
                         vocab=model_extras.get("vocab"), **{k: v for k, v in model_extras.items() if k != "vocab"})
 
 
-def build(cfg: dict[str, Any], data_dir: str | None = None, dtype=np.float32) -> Experiment:
+def build(cfg: dict[str, Any], data_dir: str | None = None, dtype=np.float32, vocab=None) -> Experiment:
+    """Build every part of an experiment; `vocab` (from a checkpoint) keeps a resumed run's word ids."""
     from nnctl.optim import OPTIMIZERS
     from nnctl.schedules import SCHEDULES
 
@@ -69,7 +70,7 @@ def build(cfg: dict[str, Any], data_dir: str | None = None, dtype=np.float32) ->
             raise ConfigError("device: gpu needs CuPy and an NVIDIA GPU; pip install 'nnctl[gpu]' or set device: cpu")
         raise ConfigError("device: gpu is not supported yet by this nnctl version; set device: cpu")
     train = TrainConfig(**cfg["train"])
-    data = build_data(cfg, data_dir, dtype=dtype)
+    data = build_data(cfg, data_dir, vocab=vocab, dtype=dtype)
     model_extras = jsonable(data.extras())
     extras_for_model = dict(model_extras)
     if data.vocab is not None:

@@ -53,14 +53,13 @@ class Schedule:
     def load_state_dict(self, d: dict) -> None:
         expected = self.state_dict()
         kind = getattr(self, "registered_name", type(self).__name__)
+        fix = f"(loading into '{kind}'); resume with the schedule it was trained with"
         for key in d:
             if key not in expected:
-                raise CheckpointError(f"unexpected key '{key}' in the checkpoint's schedule state "
-                                      f"(loading into '{kind}'); resume with the schedule it was trained with")
+                raise CheckpointError(f"unexpected key '{key}' in the checkpoint's schedule state {fix}")
         for key in expected:
             if key not in d:
-                raise CheckpointError(f"key '{key}' is missing from the checkpoint's schedule state "
-                                      f"(loading into '{kind}'); resume with the schedule it was trained with")
+                raise CheckpointError(f"key '{key}' is missing from the checkpoint's schedule state {fix}")
         self._load(d)
 
     def _load(self, d: dict) -> None:
@@ -196,3 +195,26 @@ class Plateau(Schedule):
         self.current_lr = float(d["lr"])
         self.best = None if d["best"] is None else float(d["best"])
         self.bad_epochs = int(d["bad_epochs"])
+
+
+# -- linear decay (added for word2vec on the w2v branch) ----------------------------------
+@SCHEDULES.register("linear")
+class LinearDecay(Schedule):
+    """Linear decay from base_lr to base_lr · min_ratio over the whole run, per step:
+
+        lr(step) = base_lr · max(min_ratio, 1 − step / N),   N = epochs · steps_per_epoch
+
+    word2vec.c and gensim anneal alpha this way (0.025 → 0.0001, min_ratio 1e-4), by the
+    fraction of the corpus processed. Steps past N (an epoch with a few more batches than
+    expected) stay at the floor.
+    """
+
+    def __init__(self, min_ratio: float = 1e-4, *, base_lr: float, steps_per_epoch: int, epochs: int):
+        if not 0 <= min_ratio <= 1:
+            raise ValueError(f"min_ratio must be in [0, 1] (the final lr is base_lr times it), got {min_ratio}")
+        super().__init__(base_lr=base_lr, steps_per_epoch=steps_per_epoch, epochs=epochs)
+        self.min_ratio = float(min_ratio)
+        self.total_steps = self.steps_per_epoch * self.epochs
+
+    def lr(self, epoch: int, step: int) -> float:
+        return self.base_lr * max(self.min_ratio, 1.0 - step / self.total_steps)

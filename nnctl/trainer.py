@@ -22,12 +22,20 @@ import numpy as np
 from nnctl import checkpoint
 from nnctl.config import TrainConfig
 from nnctl.models.base import LossOutput
-from nnctl.optim import clip_grad_norm
+from nnctl.optim import clip_grad_norm, has_nonfinite
 from nnctl.rundir import RunDir
 
 
 class TrainingStopped(Exception):
     """Training cannot go on (a NaN loss with on_nonfinite: stop). The message says why and what is kept."""
+
+
+class Interrupted(Exception):
+    """A stop was requested (SIGINT/SIGTERM); raised between two steps, where progress is consistent."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum
 
 
 class Listener(Protocol):
@@ -88,9 +96,19 @@ class Progress:
     epochs_without_improvement: int = 0
     nonfinite_skips: int = 0
     elapsed: float = 0.0  # training seconds before this process started
+    records: int = 0  # lines in metrics.jsonl; a resume cuts the file back to this many
+    epoch_loss_sum: float = 0.0  # the running train totals of the epoch in progress
+    epoch_count: int = 0
+    epoch_correct: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
+
+    def epoch_totals(self) -> Totals:
+        return Totals(self.epoch_loss_sum, self.epoch_count, self.epoch_correct)
+
+    def keep_epoch_totals(self, totals: Totals) -> None:
+        self.epoch_loss_sum, self.epoch_count, self.epoch_correct = totals.loss_sum, totals.count, totals.correct
 
 
 @dataclass
@@ -106,6 +124,21 @@ class Trainer:
     listener: Any = field(default_factory=SilentListener)
     progress: Progress = field(default_factory=Progress)
     state: Any = None  # the model's carried state (the LM's h, c)
+    stop_signal: int | None = None  # set by request_stop (a signal handler); acted on between steps
+
+    def request_stop(self, signum: int) -> None:
+        self.stop_signal = signum
+
+    def resume_from(self, ckpt) -> None:
+        """Restore everything a checkpoint holds, so training continues exactly where it stopped."""
+        checkpoint.restore_model(self.model, ckpt)
+        self.optimizer.load_state_dict(ckpt.group("optim"))
+        self.schedule.load_state_dict(ckpt.meta.get("schedule", {}))
+        checkpoint.restore_rng_states(self.model, ckpt.meta.get("rng", {}))
+        self.progress = Progress(**ckpt.meta["progress"])
+        self.state = checkpoint.unflatten_state(ckpt.group("state"))
+        if self.run is not None:  # records written after that checkpoint will be written again
+            self.run.truncate_metrics(self.progress.records)
 
     @property
     def metric(self) -> str:
@@ -153,6 +186,7 @@ class Trainer:
                "elapsed": round(self.elapsed(), 3), **(extra or {})}
         if self.run is not None:
             self.run.append_metrics(rec)
+            self.progress.records += 1
         self.listener.on_record(rec)
         return rec
 
@@ -168,7 +202,7 @@ class Trainer:
         out, new_state = self.model.loss(batch, self.state)
         self.model.backward()
         params = self.model.params()
-        finite = math.isfinite(float(out.loss_sum)) and all(bool(np.isfinite(q.grad).all()) for q in params)
+        finite = math.isfinite(float(out.loss_sum)) and not has_nonfinite(params)
         if not finite:
             if self.config.on_nonfinite == "skip":
                 p.nonfinite_skips += 1
@@ -198,8 +232,9 @@ class Trainer:
 
         stopped_early = False
         while p.epoch < cfg.epochs:
+            # Shuffling depends only on (seed, epoch), so a resumed epoch sees the same order.
             epoch_rng = np.random.default_rng([self.experiment["seed"], 1, p.epoch])
-            totals = Totals()
+            totals = p.epoch_totals()
             window_count, window_start = 0, time.perf_counter()
             if p.batch == 0:
                 self.state = None
@@ -208,11 +243,14 @@ class Trainer:
             for index, batch in enumerate(self.data.batches("train", rng=epoch_rng)):
                 if index < p.batch:
                     continue  # resuming mid-epoch: these batches were trained before the stop
+                if self.stop_signal is not None:
+                    raise Interrupted(self.stop_signal)
                 out = self.step(batch)
                 p.batch = index + 1
                 if out is not None:
                     totals.add(out)
                     window_count += out.count
+                p.keep_epoch_totals(totals)
                 now = time.perf_counter()
                 self.listener.on_step({
                     "epoch": p.epoch, "batch": p.batch, "steps_per_epoch": steps_per_epoch, "step": p.step,
@@ -225,7 +263,7 @@ class Trainer:
                     self.save("last")
             epoch_seconds = time.perf_counter() - window_start
             records = [self.record("train", totals.summary(self.metric),
-                                   {"throughput": round(totals.count / max(epoch_seconds, 1e-9), 1),
+                                   {"throughput": round(window_count / max(epoch_seconds, 1e-9), 1),
                                     "nonfinite_skips": p.nonfinite_skips})]
             valid = self.evaluate("valid")
             records.append(self.record("valid", valid))
@@ -237,6 +275,7 @@ class Trainer:
             else:
                 p.epochs_without_improvement += 1
             p.epoch, p.batch = p.epoch + 1, 0
+            p.keep_epoch_totals(Totals())
             self.state = None
             if improved:
                 self.save("best")

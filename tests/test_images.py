@@ -105,7 +105,7 @@ def test_path_key_and_bad_values(tmp_path):
     data = DATASETS.build({"type": "mnist", "path": str(tmp_path / "elsewhere"), "validation": 3,
                            "download": False}, "data", data_dir=None, dtype=np.float32)
     assert data.num_batches("valid") == 1
-    with pytest.raises(ConfigError, match="data: validation must be smaller than the 30 training images"):
+    with pytest.raises(ConfigError, match="data.validation: must be smaller than the 30 training images"):
         DATASETS.build({"type": "mnist", "path": str(tmp_path / "elsewhere"), "validation": 30,
                         "download": False}, "data", data_dir=None, dtype=np.float32)
 

@@ -35,7 +35,7 @@ class Param:
 
     @classmethod
     def init(cls, value, dtype=np.float32, sparse: bool = False) -> "Param":
-        data = np.ascontiguousarray(value, dtype=dtype)
+        data = np.array(value, dtype=dtype, order="C", copy=True)  # never shares the caller's memory
         return cls(data, np.zeros_like(data), sparse=sparse,
                    touched_rows=np.zeros(0, dtype=np.int64) if sparse else None)
 
@@ -43,10 +43,12 @@ class Param:
         """grad[rows] += values, repeated rows accumulating; remembers the rows for sparse updates."""
         from nnctl.backend import get_xp, scatter_add
 
-        scatter_add(self.grad, rows, values)
+        distinct = scatter_add(self.grad, rows, values)
         if self.sparse:
-            xp = get_xp(self.grad)
-            self.touched_rows = xp.union1d(self.touched_rows, xp.asarray(rows).reshape(-1))
+            if len(self.touched_rows) == 0:  # the common case: one add_rows per step
+                self.touched_rows = distinct
+            else:
+                self.touched_rows = get_xp(self.grad).union1d(self.touched_rows, distinct)
 
     def zero_grad(self) -> None:
         if self.sparse:

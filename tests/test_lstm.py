@@ -223,7 +223,7 @@ def test_tie_weights_with_mismatched_sizes_is_a_clear_config_error():
 
 @pytest.mark.parametrize("key, value", [("hidden_dim", 0), ("num_layers", 0), ("dropout", 1.0), ("init_scale", 0.0)])
 def test_bad_model_values_name_the_key(key, value):
-    with pytest.raises(ConfigError, match=f"model: {key}"):
+    with pytest.raises(ConfigError, match=rf"^model\.{key}: "):
         MODELS.build({"type": "lstm_lm", "tie_weights": False, key: value}, "model",
                      vocab_size=10, rng=np.random.default_rng(0), dtype=np.float32)
 

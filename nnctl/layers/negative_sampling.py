@@ -77,9 +77,13 @@ class EmbeddingDot(Layer):
     h: (N, D), ids: (N, K) → s: (N, K).
     """
 
-    def __init__(self, vocab_size: int, dim: int, *, dtype=np.float32):
-        # word2vec.c starts the output vectors at zero
-        self.W = Param.init(np.zeros((vocab_size, dim)), dtype, sparse=True)
+    def __init__(self, vocab_size: int, dim: int, *, init_scale: float = 0.0,
+                 rng: np.random.Generator | None = None, dtype=np.float32):
+        # word2vec.c starts the output vectors at zero (init_scale 0); otherwise uniform in ±init_scale/D
+        init = np.zeros((vocab_size, dim))
+        if init_scale:
+            init = (rng.random((vocab_size, dim)) * 2 - 1) * init_scale / dim
+        self.W = Param.init(init, dtype, sparse=True)
 
     def forward(self, h, ids):
         ids = np.asarray(ids)
@@ -113,10 +117,10 @@ class NegativeSamplingLoss(Layer):
     """
 
     def __init__(self, vocab_size: int, dim: int, negatives: int, sampler: UnigramSampler,
-                 *, rng: np.random.Generator, dtype=np.float32):
+                 *, rng: np.random.Generator, init_scale: float = 0.0, dtype=np.float32):
         if negatives < 1:
             raise ValueError(f"negatives must be >= 1, got {negatives}")
-        self.dot = EmbeddingDot(vocab_size, dim, dtype=dtype)
+        self.dot = EmbeddingDot(vocab_size, dim, init_scale=init_scale, rng=rng, dtype=dtype)
         self.negatives = int(negatives)
         self.sampler = sampler
         self.rng = rng

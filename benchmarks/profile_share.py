@@ -18,13 +18,19 @@ PY_FRAME = re.compile(r"^(?P<func>.+?) \((?P<file>[^()]+\.py):(?P<line>\d+)\)$")
 
 
 def is_dense(frame: str) -> bool:
+    """A native (C) frame of OpenBLAS or a matmul kernel; Python frames never count
+    (SciPy's Python-level `_matmul_multivector` is a sparse product)."""
+    if PY_FRAME.match(frame):
+        return False
     low = frame.lower()
     return "openblas" in low or "gemm" in low or "gemv" in low or "matmul" in low or "cblas" in low
 
 
 def is_sparse(frame: str) -> bool:
+    """SciPy's sparse kernels (sparsetools) or the Python code of scipy.sparse products."""
     low = frame.lower()
-    return "sparsetools" in low or re.search(r"\bcs[rc]_\w+", low) is not None
+    return ("sparsetools" in low or "scipy/sparse/" in low or "scipy.sparse" in low
+            or re.search(r"\bcs[rc]_\w+", low) is not None)
 
 
 def short_path(path: str) -> str:
@@ -47,8 +53,8 @@ def summarise(raw_path: Path, top: int = 12) -> dict:
         n = int(count)
         frames = stack.split(";")
         total += n
-        kind = ("dense matmul" if any(is_dense(f) for f in frames)
-                else "sparse product" if any(is_sparse(f) for f in frames) else "other")
+        kind = ("sparse product" if any(is_sparse(f) for f in frames)
+                else "dense matmul" if any(is_dense(f) for f in frames) else "other")
         kinds[kind] += n
         py = [m for m in (PY_FRAME.match(f) for f in frames) if m]
         if py:

@@ -80,8 +80,12 @@ def simple_convnet_products(N: int, H: int = 28, W: int = 28, C: int = 1, F: int
     ]
 
 
-def time_product(p: Product, min_seconds: float = 0.2, rng=None) -> float:
-    """Best-of seconds for one (m, k) @ (k, n) float32 product in the given layout."""
+def time_product(p: Product, min_seconds: float = 0.2, rng=None, min_samples: int = 5) -> float:
+    """Best-of seconds for one (m, k) @ (k, n) float32 product in the given layout.
+
+    At least `min_samples` timed batches, however long each takes: on a busy machine one
+    batch can be stalled 100-fold, and the best of several is the machine's real speed.
+    """
     rng = rng or np.random.default_rng(0)
     a = rng.standard_normal((p.k, p.m) if p.layout == "tn" else (p.m, p.k), dtype=np.float32)
     b = rng.standard_normal((p.n, p.k) if p.layout == "nt" else (p.k, p.n), dtype=np.float32)
@@ -100,13 +104,13 @@ def time_product(p: Product, min_seconds: float = 0.2, rng=None) -> float:
         if dt > 0.01:
             break
         reps *= 4
-    best, spent = dt / reps, dt
-    while spent < min_seconds:
+    best, spent, samples = dt / reps, dt, 1
+    while spent < min_seconds or samples < min_samples:
         t0 = time.perf_counter()
         for _ in range(reps):
             np.matmul(A, B, out=out)
         dt = time.perf_counter() - t0
-        best, spent = min(best, dt / reps), spent + dt
+        best, spent, samples = min(best, dt / reps), spent + dt, samples + 1
     return best
 
 

@@ -54,7 +54,7 @@ def plan(quick: bool) -> dict[str, dict]:
                 "cnn": {"warmup": 5, "seconds": 5, "eval_seconds": 2, "profile_seconds": 3},
                 "cbow": {"epochs": 1, "eval_seconds": 2, "profile_seconds": 3}}
     lm = {"warmup": 10, "seconds": 25, "eval_seconds": 8, "profile_seconds": 6}
-    return {"lm_book": lm, "lm_small": {**lm, "profile_seconds": 15}, "lm_medium": {**lm, "seconds": 40, "eval_seconds": 15},
+    return {"lm_book": lm, "lm_small": {**lm, "profile_seconds": 15}, "lm_medium": {**lm, "warmup": 5, "seconds": 40, "eval_seconds": 15},
             "cnn": {"warmup": 20, "seconds": 20, "eval_seconds": 5, "profile_seconds": 6},
             "cbow": {"epochs": 10, "eval_seconds": 5, "profile_seconds": 6}}
 

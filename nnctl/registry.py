@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import re
 import types
 import typing
 from typing import Any, Callable
 
 from nnctl.errors import ConfigError
+
+
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def did_you_mean(word: str, choices) -> str:
@@ -85,7 +89,11 @@ def construct(cls, kwargs: dict, path: str, extras: dict):
     try:
         return cls(**kwargs, **extras)
     except ValueError as error:  # constructors validate values and say what is wrong
-        raise ConfigError(f"{path}: {error}") from None
+        message = str(error)
+        key = message.split(" ", 1)[0]
+        if key in kwargs:  # "lr must be > 0, got -1" -> "optimizer.lr: must be > 0, got -1"
+            raise ConfigError(f"{path}.{key}: {message.split(' ', 1)[1]}") from None
+        raise ConfigError(f"{path}: {message}") from None
 
 
 def config_parameters(cls) -> dict[str, inspect.Parameter]:
@@ -179,6 +187,8 @@ def check_type(value: Any, tp, path: str) -> Any:
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+            return float(value)  # PyYAML reads `1e-3` (no dot) as a string; we take it as meant
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value

@@ -136,6 +136,11 @@ class RunDir:
     def append_metrics(self, record: dict[str, Any]) -> None:
         append_line(self.metrics_path, json.dumps(record, sort_keys=False))
 
+    def truncate_metrics(self, keep: int) -> None:
+        """Keep the first `keep` records (a resumed run writes the later ones again)."""
+        lines = self.metrics_path.read_text(encoding="utf-8").splitlines(True) if self.metrics_path.exists() else []
+        atomic_write_text(self.metrics_path, "".join(lines[:keep]))
+
     def metrics(self) -> list[dict[str, Any]]:
         return read_jsonl(self.metrics_path)
 

@@ -53,14 +53,13 @@ class Schedule:
     def load_state_dict(self, d: dict) -> None:
         expected = self.state_dict()
         kind = getattr(self, "registered_name", type(self).__name__)
+        fix = f"(loading into '{kind}'); resume with the schedule it was trained with"
         for key in d:
             if key not in expected:
-                raise CheckpointError(f"unexpected key '{key}' in the checkpoint's schedule state "
-                                      f"(loading into '{kind}'); resume with the schedule it was trained with")
+                raise CheckpointError(f"unexpected key '{key}' in the checkpoint's schedule state {fix}")
         for key in expected:
             if key not in d:
-                raise CheckpointError(f"key '{key}' is missing from the checkpoint's schedule state "
-                                      f"(loading into '{kind}'); resume with the schedule it was trained with")
+                raise CheckpointError(f"key '{key}' is missing from the checkpoint's schedule state {fix}")
         self._load(d)
 
     def _load(self, d: dict) -> None:

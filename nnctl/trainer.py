@@ -8,11 +8,18 @@ split with the best weights.
 
 The Trainer never prints: it reports to a `listener` (console.py draws progress bars;
 tests pass a silent one).
+
+Devices and processes: each batch is moved once per step to `device` (the model's
+weights are already there), and with a `comm` from nnctl/distributed.py several
+processes train one model: each takes its shard of every global batch, one allreduce
+between backward and clipping averages the gradients (and sums the step's totals), and
+evaluation totals are summed over ranks. Only the process given a `run` writes files.
 """
 
 from __future__ import annotations
 
 import math
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -20,14 +27,25 @@ from typing import Any, Protocol
 import numpy as np
 
 from nnctl import checkpoint
+from nnctl.backend import tree_to_device
 from nnctl.config import TrainConfig
+from nnctl.data.base import batch_length
+from nnctl.distributed import SingleProcess, check_shardable, training_arrays
 from nnctl.models.base import LossOutput
-from nnctl.optim import clip_grad_norm
+from nnctl.optim import clip_grad_norm, has_nonfinite
 from nnctl.rundir import RunDir
 
 
 class TrainingStopped(Exception):
     """Training cannot go on (a NaN loss with on_nonfinite: stop). The message says why and what is kept."""
+
+
+class Interrupted(Exception):
+    """A stop was requested (SIGINT/SIGTERM); raised between two steps, where progress is consistent."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum
 
 
 class Listener(Protocol):
@@ -88,9 +106,19 @@ class Progress:
     epochs_without_improvement: int = 0
     nonfinite_skips: int = 0
     elapsed: float = 0.0  # training seconds before this process started
+    records: int = 0  # lines in metrics.jsonl; a resume cuts the file back to this many
+    epoch_loss_sum: float = 0.0  # the running train totals of the epoch in progress
+    epoch_count: int = 0
+    epoch_correct: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
+
+    def epoch_totals(self) -> Totals:
+        return Totals(self.epoch_loss_sum, self.epoch_count, self.epoch_correct)
+
+    def keep_epoch_totals(self, totals: Totals) -> None:
+        self.epoch_loss_sum, self.epoch_count, self.epoch_correct = totals.loss_sum, totals.count, totals.correct
 
 
 @dataclass
@@ -106,10 +134,36 @@ class Trainer:
     listener: Any = field(default_factory=SilentListener)
     progress: Progress = field(default_factory=Progress)
     state: Any = None  # the model's carried state (the LM's h, c)
+    stop_signal: int | None = None  # set by request_stop (a signal handler); acted on between steps
+    comm: Any = field(default_factory=SingleProcess)  # nnctl.distributed: MPI ranks, or just this process
+    device: str = "cpu"  # where the model's arrays live; batches are moved there once per step
+    _agreed_stop: int | None = None  # several ranks: a stop every rank learned from the same step's allreduce
+
+    def request_stop(self, signum: int) -> None:
+        self.stop_signal = signum
+
+    def resume_from(self, ckpt) -> None:
+        """Restore everything a checkpoint holds, so training continues exactly where it stopped."""
+        checkpoint.restore_model(self.model, ckpt)
+        self.optimizer.load_state_dict(ckpt.group("optim"))
+        self.schedule.load_state_dict(ckpt.meta.get("schedule", {}))
+        checkpoint.restore_rng_states(self.model, ckpt.meta.get("rng", {}))
+        self.progress = Progress(**ckpt.meta["progress"])
+        # The checkpoint holds the whole global batch's state; each rank carries its rows of it.
+        state = self.comm.shard_state(checkpoint.unflatten_state(ckpt.group("state")))
+        self.state = tree_to_device(state, self.device) if self.device != "cpu" else state
+        if self.run is not None:  # records written after that checkpoint will be written again
+            self.run.truncate_metrics(self.progress.records)
 
     @property
     def metric(self) -> str:
         return self.model.metric
+
+    def local(self, batch):
+        """This process's part of a global batch, on the model's device."""
+        if self.comm.size > 1:
+            batch = self.data.shard(batch, self.comm.rank, self.comm.size)
+        return tree_to_device(batch, self.device) if self.device != "cpu" else batch
 
     # -- evaluation --------------------------------------------------------------------
     def evaluate(self, split: str) -> dict[str, float]:
@@ -121,11 +175,14 @@ class Trainer:
         self.model.eval()
         try:
             for batch in self.data.batches(split, rng=None, batch_size=batch_size):
-                out, state = self.model.loss(batch, state)
-                totals.add(out)
+                batch = self.local(batch)
+                if batch_length(batch) > 0:  # an eval batch smaller than the number of ranks
+                    out, state = self.model.loss(batch, state)
+                    totals.add(out)
                 self.listener.on_eval_step()
         finally:
             self.model.train()
+        totals = Totals(*self.comm.sum_totals(totals.loss_sum, totals.count, totals.correct))
         return {**totals.summary(self.metric), "count": totals.count}
 
     # -- checkpoints -------------------------------------------------------------------
@@ -141,11 +198,13 @@ class Trainer:
         }
 
     def save(self, which: str) -> None:
+        # Every rank takes part in gathering the carried state (a collective); only the one
+        # with a run directory writes. The state saved is the global batch's, whatever the ranks.
+        state = self.comm.gather_rows(self.state) if which == "last" else None
         if self.run is None:
             return
         checkpoint.save(self.run.checkpoint_path(which), self.model, self.meta(),
-                        optimizer=self.optimizer, state=self.state if which == "last" else None,
-                        vocab=self.data.vocab)
+                        optimizer=self.optimizer, state=state, vocab=self.data.vocab)
 
     def record(self, split: str, values: dict[str, float], extra: dict[str, Any] | None = None) -> dict:
         rec = {"epoch": self.progress.epoch + 1, "step": self.progress.step, "split": split,
@@ -153,6 +212,7 @@ class Trainer:
                "elapsed": round(self.elapsed(), 3), **(extra or {})}
         if self.run is not None:
             self.run.append_metrics(rec)
+            self.progress.records += 1
         self.listener.on_record(rec)
         return rec
 
@@ -165,10 +225,18 @@ class Trainer:
         p = self.progress
         self.optimizer.lr = self.schedule.lr(p.epoch, p.step)
         self.model.zero_grad()
-        out, new_state = self.model.loss(batch, self.state)
-        self.model.backward()
+        batch = self.local(batch)
+        if batch_length(batch) > 0:
+            out, new_state = self.model.loss(batch, self.state)
+            self.model.backward()
+        else:  # a short last batch left this rank nothing: it adds zero gradient and zero items
+            out, new_state = LossOutput(0.0, 0, 0), self.state
         params = self.model.params()
-        finite = math.isfinite(float(out.loss_sum)) and all(bool(np.isfinite(q.grad).all()) for q in params)
+        # Several ranks: average the gradients and sum the totals (one allreduce); else as it is.
+        out, stop = self.comm.combine_step(params, out, stop=self.stop_signal is not None)
+        if stop and self._agreed_stop is None:
+            self._agreed_stop = self.stop_signal or signal.SIGTERM
+        finite = math.isfinite(float(out.loss_sum)) and not has_nonfinite(params)
         if not finite:
             if self.config.on_nonfinite == "skip":
                 p.nonfinite_skips += 1
@@ -186,9 +254,14 @@ class Trainer:
         p.step += 1
         return out
 
+    def _stop_requested(self) -> int | None:
+        # One process acts on its own signal; ranks act only on a stop they all agreed on.
+        return self.stop_signal if self.comm.size == 1 else self._agreed_stop
+
     def fit(self) -> dict[str, Any]:
         self._started = time.perf_counter()
         p, cfg = self.progress, self.config
+        check_shardable(self.comm, self.data, self.model, self.experiment["model"]["type"])
         steps_per_epoch = self.data.num_batches("train")
         self.listener.on_fit_start({"epochs": cfg.epochs, "steps_per_epoch": steps_per_epoch,
                                     "unit": self.data.unit, "run": str(self.run.path) if self.run else None,
@@ -198,8 +271,9 @@ class Trainer:
 
         stopped_early = False
         while p.epoch < cfg.epochs:
+            # Shuffling depends only on (seed, epoch), so a resumed epoch sees the same order.
             epoch_rng = np.random.default_rng([self.experiment["seed"], 1, p.epoch])
-            totals = Totals()
+            totals = p.epoch_totals()
             window_count, window_start = 0, time.perf_counter()
             if p.batch == 0:
                 self.state = None
@@ -208,11 +282,14 @@ class Trainer:
             for index, batch in enumerate(self.data.batches("train", rng=epoch_rng)):
                 if index < p.batch:
                     continue  # resuming mid-epoch: these batches were trained before the stop
+                if self._stop_requested() is not None:
+                    raise Interrupted(self._stop_requested())
                 out = self.step(batch)
                 p.batch = index + 1
                 if out is not None:
                     totals.add(out)
                     window_count += out.count
+                p.keep_epoch_totals(totals)
                 now = time.perf_counter()
                 self.listener.on_step({
                     "epoch": p.epoch, "batch": p.batch, "steps_per_epoch": steps_per_epoch, "step": p.step,
@@ -225,7 +302,7 @@ class Trainer:
                     self.save("last")
             epoch_seconds = time.perf_counter() - window_start
             records = [self.record("train", totals.summary(self.metric),
-                                   {"throughput": round(totals.count / max(epoch_seconds, 1e-9), 1),
+                                   {"throughput": round(window_count / max(epoch_seconds, 1e-9), 1),
                                     "nonfinite_skips": p.nonfinite_skips})]
             valid = self.evaluate("valid")
             records.append(self.record("valid", valid))
@@ -237,6 +314,7 @@ class Trainer:
             else:
                 p.epochs_without_improvement += 1
             p.epoch, p.batch = p.epoch + 1, 0
+            p.keep_epoch_totals(Totals())
             self.state = None
             if improved:
                 self.save("best")
@@ -269,6 +347,8 @@ class Trainer:
         if "test" in self.data.splits:
             if self.run is not None and self.run.checkpoint_path("best").is_file():
                 checkpoint.restore_model(self.model, checkpoint.load(self.run.checkpoint_path("best")))
+            # the ranks without a run directory take rank 0's best weights
+            self.comm.broadcast_arrays(training_arrays(self.model))
             test = self.evaluate("test")
             self.record("test", test, {"from": "best"})
             summary["test"] = test

@@ -85,7 +85,7 @@ BAD_CONFIGS = [
     ("unknown type", BASE.replace("toy_softmax", "toy_softmx"),
      "model.type: 'toy_softmx' is not a registered model", "toy_softmax"),
     ("wrong type", BASE.replace("lr: 0.1", "lr: fast"), "optimizer.lr: expected float", "str 'fast'"),
-    ("impossible value", BASE.replace("lr: 0.1", "lr: -1"), "optimizer: lr must be", "-1"),
+    ("impossible value", BASE.replace("lr: 0.1", "lr: -1"), "optimizer.lr: must be", "-1"),
     ("unknown section", BASE + "trian: {epochs: 1}\n", "trian: unknown section", "did you mean 'train'"),
     ("malformed yaml", BASE + "train: {epochs: [\n", "malformed YAML", "line"),
     ("python tag", BASE + "seed: !!python/object/apply:os.system ['echo hi']\n", "YAML tag not allowed", "python"),

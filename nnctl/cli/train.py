@@ -20,25 +20,43 @@ SET_HELP = "Override a config key, e.g. `--set optimizer.lr=0.01` (repeatable; t
 DATA_DIR_HELP = "Folder holding the data sets (default: $NNCTL_DATA, else ~/.cache/nnctl)."
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived during training."""
+def _load_for_resume(run_path: Path, overrides: list[str]):
+    """The checkpoint and config of a run to resume; only `train.*` keys may be overridden."""
+    from nnctl import checkpoint
+    from nnctl import config as config_mod
+    from nnctl.data.text import Vocab
+    from nnctl.errors import ConfigError, VocabError
+    from nnctl.rundir import RunDir
 
-    def __init__(self, signum: int):
-        self.signum = signum
+    run = RunDir(run_path)
+    if not run.path.is_dir():
+        raise ConfigError(f"--resume {run_path}: no such run folder")
+    last = run.checkpoint_path("last")
+    if not last.is_file():
+        from nnctl.errors import CheckpointError
 
-
-def _raise_interrupted(signum, frame):
-    # A second signal while we save exits at once (the checkpoint write is atomic, so no
-    # truncated file can be left: only the temporary file is abandoned, and it is removed).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    raise Interrupted(signum)
+        raise CheckpointError(f"--resume {run_path}: no checkpoints/last.npz; the run stopped before saving, "
+                              "start it again with `nnctl train CONFIG`")
+    ckpt = checkpoint.load(last)
+    for stale in run.path.glob("**/.*.tmp"):  # a save cut short by a hard kill left its temporary file
+        stale.unlink()
+    for text in overrides:
+        parts, _ = config_mod.parse_override(text)
+        if parts[0] != "train":
+            raise ConfigError(f"--set {text}: a resumed run keeps its experiment; only train.* keys "
+                              "(e.g. train.epochs) may change")
+    cfg = config_mod.resolve(config_mod.apply_overrides(ckpt.meta["config"], overrides), str(run.config_path))
+    if run.vocab_path.is_file() and ckpt.vocab is not None and Vocab.load(run.vocab_path).words != ckpt.vocab.words:
+        raise VocabError(f"{run.vocab_path} does not match the vocabulary in {last}; the run folder was altered")
+    return run, ckpt, cfg
 
 
 @app.command()
 def train(
-    config: Path = typer.Argument(..., help="Experiment YAML file, e.g. configs/lstm_ptb.yaml."),
+    config: Optional[Path] = typer.Argument(None, help="Experiment YAML file, e.g. configs/lstm_ptb.yaml."),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its "
+                                          "checkpoints/last.npz, exactly where it stopped."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders are created."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the final summary."),
@@ -46,52 +64,99 @@ def train(
     """Train the model an experiment file describes, writing a run folder.
 
     The folder `runs/<name>/<YYYYmmdd-HHMMSS>/` gets the resolved config.yaml, metrics.jsonl,
-    train.log and checkpoints/best.npz + last.npz. Ctrl-C saves `last` and stops.
+    train.log and checkpoints/best.npz + last.npz. Ctrl-C (or SIGTERM) saves `last` and
+    stops; `--resume` continues from it.
 
     Example: `nnctl train configs/cnn_fashion_mnist.yaml --set train.epochs=3 --data-dir ~/data`
+
+    Resume: `nnctl train --resume runs/cnn_fashion_mnist/20261130-101500`
+
+    Several processes (MPI, `pip install "nnctl[mpi]"`): `mpirun -n 4 nnctl train CONFIG`
+    shares each global batch over the 4 processes; only the first writes the run folder.
     """
     from nnctl import config as config_mod
-    from nnctl import experiment
+    from nnctl import distributed, experiment
+    from nnctl.cli.app import set_error_output
     from nnctl.console import console, make_listener
     from nnctl.rundir import RunDir, atomic_write_text
-    from nnctl.trainer import Trainer, TrainingStopped
+    from nnctl.trainer import Interrupted, SilentListener, Trainer, TrainingStopped
 
     with user_errors():
-        cfg = config_mod.load(config, set_)
-        exp = experiment.build(cfg, str(data_dir) if data_dir else None)
-        # Only now, with every key checked and every file read, does the run folder appear.
-        run = RunDir.create(runs_dir, cfg["name"])
-        header = f"# written by nnctl {__version__} from {config}\n"
-        atomic_write_text(run.config_path, header + config_mod.dump(cfg))
-        if exp.data.vocab is not None:
-            exp.data.vocab.save(run.vocab_path)
-        run.write_status({"state": "running", "config": str(config), "nnctl_version": __version__})
-        listener = make_listener(log=run.log, quiet=quiet)
+        comm = distributed.get_communicator()
+        lead = comm.rank == 0  # the one process that prints and writes the run folder
+        set_error_output(lead)  # every rank meets the same config error; one line is enough
+        if resume is not None:
+            if config is not None:
+                fail("give either a CONFIG or --resume RUN_DIR, not both (a resumed run keeps its config)", 2)
+            run, ckpt, cfg = _load_for_resume(resume, set_)
+            exp = experiment.build(cfg, str(data_dir) if data_dir else None, vocab=ckpt.vocab)
+            distributed.check_shardable(comm, exp.data, exp.model, cfg["model"]["type"])
+            run = run if lead else None
+        else:
+            if config is None:
+                fail("missing CONFIG: give an experiment file (e.g. configs/mlp_mnist.yaml) or --resume RUN_DIR", 2)
+            cfg = config_mod.load(config, set_)
+            exp = experiment.build(cfg, str(data_dir) if data_dir else None)
+            distributed.check_shardable(comm, exp.data, exp.model, cfg["model"]["type"])
+            run = None
+            if lead:  # Only now, with every key checked and every file read, does the run folder appear.
+                run = RunDir.create(runs_dir, cfg["name"])
+                header = f"# written by nnctl {__version__} from {config}\n"
+                atomic_write_text(run.config_path, header + config_mod.dump(cfg))
+                if exp.data.vocab is not None:
+                    exp.data.vocab.save(run.vocab_path)
+        listener = make_listener(log=run.log, quiet=quiet) if lead else SilentListener()
         trainer = Trainer(exp.model, exp.data, exp.optimizer, exp.schedule, exp.train, cfg,
-                          exp.model_extras, run=run, listener=listener)
-        previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
+                          exp.model_extras, run=run, listener=listener, comm=comm, device=cfg.get("device", "cpu"))
+        if resume is not None:
+            trainer.resume_from(ckpt)
+        distributed.prepare_ranks(comm, exp.model, exp.optimizer, cfg["seed"], trainer.progress.step)
+
+        def write_status(status: dict) -> None:
+            if run is not None:
+                run.write_status(status)
+
+        write_status({"state": "running", "nnctl_version": __version__,
+                      **({"processes": comm.size} if comm.size > 1 else {})})
+
+        def on_signal(signum, frame):
+            if trainer.stop_signal is None:  # first: finish the current step, save `last`, stop
+                trainer.request_stop(signum)
+            else:  # second: stop at once; atomic writes leave no truncated file
+                raise KeyboardInterrupt
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             summary = trainer.fit()
         except Interrupted as stop:
-            for s, handler in previous.items():
-                signal.signal(s, signal.SIG_IGN)  # no third chance: finish saving
             getattr(listener, "close", lambda: None)()
-            trainer.save("last")
-            run.write_status({"state": "interrupted", "progress": trainer.progress.to_dict()})
-            console().print(f"interrupted; saved {run.checkpoint_path('last')}")
+            try:
+                trainer.save("last")
+            except KeyboardInterrupt:  # a second signal while saving: the old `last` stays whole
+                write_status({"state": "interrupted", "progress": trainer.progress.to_dict()})
+                raise typer.Exit(130) from None
+            write_status({"state": "interrupted", "progress": trainer.progress.to_dict()})
+            if run is not None:
+                console().print(f"interrupted: saved {run.checkpoint_path('last')}\n"
+                                f"resume with: {'mpirun -n %d ' % comm.size if comm.size > 1 else ''}"
+                                f"nnctl train --resume {run.path}")
             raise typer.Exit(130 if stop.signum == signal.SIGINT else 143)
         except TrainingStopped as error:
             getattr(listener, "close", lambda: None)()
-            run.write_status({"state": "failed", "reason": str(error), "progress": trainer.progress.to_dict()})
+            write_status({"state": "failed", "reason": str(error), "progress": trainer.progress.to_dict()})
             fail(str(error), 1)
+        except KeyboardInterrupt:
+            getattr(listener, "close", lambda: None)()
+            write_status({"state": "interrupted", "progress": trainer.progress.to_dict()})
+            raise typer.Exit(130)
         except BaseException:
             getattr(listener, "close", lambda: None)()
-            run.write_status({"state": "failed", "progress": trainer.progress.to_dict()})
+            write_status({"state": "failed", "progress": trainer.progress.to_dict()})
             raise
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-        run.write_status({"state": "finished", "summary": summary, "nnctl_version": __version__})
+        write_status({"state": "finished", "summary": summary, "nnctl_version": __version__})
 
 
 @app.command("eval")
@@ -197,31 +262,17 @@ def runs(
     Example: `nnctl runs runs/`
     """
     from nnctl.console import format_value, print_table
-    from nnctl.rundir import RunDir, read_jsonl
+    from nnctl.runs import find_runs, summarise_run
 
     with user_errors():
         if not runs_dir.is_dir():
             fail(f"{runs_dir}: no such folder; runs are created by `nnctl train` under runs/", 2)
         rows = []
-        for config_path in sorted(runs_dir.glob("**/config.yaml")):
-            run = RunDir(config_path.parent)
-            status = run.status()
-            records = read_jsonl(run.metrics_path)
-            try:
-                import yaml
-
-                cfg = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-            except Exception:
-                cfg = {}
-            metric = next((k for k in ("perplexity", "accuracy") if any(k in r for r in records)), "loss")
-            valid = [r[metric] for r in records if r.get("split") == "valid" and metric in r]
-            best = (max(valid) if metric == "accuracy" else min(valid)) if valid else None
-            test = next((r.get(metric) for r in reversed(records) if r.get("split") == "test"), None)
-            epochs = max((r["epoch"] for r in records if r.get("split") == "train"), default=0)
-            elapsed = max((r.get("elapsed", 0) for r in records), default=0)
-            rows.append([str(run.path.relative_to(runs_dir)), cfg.get("model", {}).get("type", "?"),
-                         cfg.get("data", {}).get("type", "?"), epochs, format_value(metric, best),
-                         format_value(metric, test), f"{elapsed:.0f}s", status.get("state", "unknown")])
+        for path in find_runs(runs_dir):
+            run = summarise_run(path)
+            rows.append([str(run.path.relative_to(runs_dir)), run.model_type, run.data_type, run.epochs,
+                         format_value(run.metric, run.best_valid), format_value(run.metric, run.test),
+                         f"{run.elapsed:.0f}s", run.state])
         if not rows:
             fail(f"{runs_dir}: no runs found (no */config.yaml below it)", 1)
         print_table(None, ["run", "model", "data", "epochs", "best valid", "test", "wall time", "state"], rows)

@@ -37,13 +37,13 @@ class Vocab:
     def build(cls, lines: list[list[str]], max_size: int | None = None, min_count: int = 1) -> "Vocab":
         """From tokenised lines: keep words seen >= min_count times, the commonest max_size."""
         counter = Counter(w for line in lines for w in line)
-        counter[EOS] += len(lines)
+        eos = counter.pop(EOS, 0) + len(lines)  # <eos> ends every line: kept whatever its count
         unknown = counter.pop(UNK, 0)
         kept = [(w, c) for w, c in counter.most_common() if c >= min_count]
         if max_size is not None:
-            kept = kept[: max_size - 1]  # one place is kept for <unk>
+            kept = kept[: max(max_size - 2, 0)]  # places are kept for <eos> and <unk>
         dropped = sum(counter.values()) - sum(c for _, c in kept) + unknown
-        kept.append((UNK, dropped))
+        kept += [(EOS, eos), (UNK, dropped)]
         kept.sort(key=lambda wc: -wc[1])
         return cls([w for w, _ in kept], [c for _, c in kept])
 

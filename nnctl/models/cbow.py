@@ -34,6 +34,7 @@ class CBOW(Model):
     """
 
     metric = "loss"
+    devices = ("cpu",)  # negative-sampling layers use SciPy sparse products
 
     def __init__(self, vector_size: int = 100, negatives: int = 5, noise_power: float = 0.75,
                  output_init: float = 0.0, *, vocab_size: int, vocab: Vocab, rng: np.random.Generator, dtype=np.float32):

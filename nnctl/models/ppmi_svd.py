@@ -84,6 +84,7 @@ class PPMISVD(Model):
 
     trainable = False
     metric = "loss"
+    devices = ("cpu",)  # SciPy sparse counts and a host SVD
     buffer_names = ("vectors",)
 
     def __init__(self, vector_size: int = 100, context_power: float = 0.75, eig_power: float = 0.5,

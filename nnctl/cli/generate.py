@@ -1,0 +1,64 @@
+"""`nnctl generate`: sample text from a trained language model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from nnctl.cli.app import app, user_errors
+
+
+def load_language_model(run_or_checkpoint: Path):
+    """(model, vocab) of a run folder's best checkpoint or a .npz; an error if it is not an LM."""
+    from nnctl import checkpoint
+    from nnctl.errors import CheckpointError
+
+    ckpt = checkpoint.load(checkpoint.resolve_path(run_or_checkpoint))
+    model_type = ckpt.meta.get("model_type", ckpt.meta.get("config", {}).get("model", {}).get("type"))
+    model = checkpoint.build_model(ckpt)
+    if not hasattr(model, "logits") or ckpt.vocab is None:
+        raise CheckpointError(f"{run_or_checkpoint}: model '{model_type}' is not a language model; "
+                              "generate needs a run of a language model such as lstm_lm")
+    return model, ckpt.vocab
+
+
+@app.command()
+def generate(
+    run_or_checkpoint: Path = typer.Argument(..., help="A run folder (uses checkpoints/best.npz) or a .npz file."),
+    prompt: str = typer.Option("", "--prompt", "-p", help="Text the samples continue (empty: start a sentence)."),
+    length: int = typer.Option(50, "--length", "-n", min=0, help="New words per sample."),
+    temperature: float = typer.Option(1.0, "--temperature", "-t", min=0.0,
+                                      help="Softmax temperature; 0 = greedy (always the likeliest word)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", min=1, help="Sample only from the k likeliest words."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", min=0.0, max=1.0,
+                                          help="Sample only from the likeliest words whose mass reaches p."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed: the same seed gives the same text."),
+    num_samples: int = typer.Option(1, "--num-samples", "-s", min=1, help="How many texts to draw."),
+):
+    """Continue a prompt with a trained language model; `<eos>` prints as a line break.
+
+    Example: `nnctl generate runs/lstm_ptb_small/20261130-101500 --prompt "the stock market"
+    --length 50 --temperature 0.8 --top-k 40 --seed 1 --num-samples 3`
+    """
+    from nnctl import generate as gen
+    from nnctl.console import console, error_console
+    from nnctl.errors import ConfigError
+
+    with user_errors():
+        model, vocab = load_language_model(run_or_checkpoint)
+        try:
+            samples = gen.generate(model, vocab, prompt, length=length, temperature=temperature, top_k=top_k,
+                                   top_p=top_p, seed=seed, num_samples=num_samples)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        if samples.unknown_words:
+            words = ", ".join(sorted(set(samples.unknown_words)))
+            error_console().print(f"[yellow]warning:[/] not in the vocabulary, read as <unk>: {words}",
+                                  highlight=False, soft_wrap=True)
+        out = console()
+        for i, words in enumerate(samples.continuations):
+            if num_samples > 1:
+                out.print(f"--- sample {i + 1} ---", style="bold", highlight=False)
+            out.print(gen.to_text(samples.prompt + words), highlight=False, markup=False, soft_wrap=True)

@@ -1,0 +1,92 @@
+"""Word-level LSTM language model (Zaremba, Sutskever & Vinyals 2014), optionally with tied weights.
+
+    ids (N, T) -> Embedding -> Dropout -> [LSTM -> Dropout] x num_layers -> W.T, b -> softmax over V
+
+Dropout sits only on the non-recurrent connections (between layers, never on h_{t-1} ->
+h_t), as Zaremba et al. found necessary. With tie_weights the output layer's weight IS
+the embedding matrix — one Param, whose gradient is the sum of both uses (Press & Wolf
+2017; Inan et al. 2017) — which needs embed_dim == hidden_dim.
+
+The state carried between BPTT windows is a list of (h, c) per layer; the Trainer passes
+it back in and resets it to None at each epoch and before evaluation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnctl.layers.decoder_loss import DecoderCrossEntropy
+from nnctl.layers.dense import Dropout
+from nnctl.layers.embedding import Embedding
+from nnctl.layers.recurrent import LSTM
+from nnctl.models.base import MODELS, LossOutput, Model
+
+State = list  # [(h, c)] * num_layers, each (N, H)
+
+
+@MODELS.register("lstm_lm")
+class LSTMLanguageModel(Model):
+    """An LSTM LM scored by perplexity. V, E, H = vocab_size, embed_dim, hidden_dim.
+
+    init_scale: embeddings (and an untied output matrix) start uniform in +-init_scale;
+    LSTM weights uniform in +-1/sqrt(H).
+    """
+
+    metric = "perplexity"
+
+    def __init__(self, embed_dim: int = 650, hidden_dim: int = 650, num_layers: int = 2,
+                 dropout: float = 0.5, tie_weights: bool = True, init_scale: float = 0.1, *,
+                 vocab_size: int, rng: np.random.Generator, dtype=np.float32):
+        for name, value in (("embed_dim", embed_dim), ("hidden_dim", hidden_dim), ("num_layers", num_layers)):
+            if value <= 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if init_scale <= 0:
+            raise ValueError(f"init_scale must be > 0, got {init_scale}")
+        if tie_weights and embed_dim != hidden_dim:
+            raise ValueError(f"tie_weights needs embed_dim == hidden_dim (the output weight IS the embedding), "
+                             f"got embed_dim {embed_dim} and hidden_dim {hidden_dim}; make them equal "
+                             "or set tie_weights: false")
+        self.vocab_size = vocab_size
+        self.tie_weights = tie_weights
+        self.embedding = Embedding(vocab_size, embed_dim, rng=rng, init_scale=init_scale, dtype=dtype)
+        self.lstms = [LSTM(embed_dim if layer == 0 else hidden_dim, hidden_dim, rng=rng, dtype=dtype)
+                      for layer in range(num_layers)]
+        # dropouts[0] after the embedding, dropouts[l + 1] after LSTM layer l
+        self.dropouts = [Dropout(dropout, rng=np.random.default_rng(rng.integers(2**63)), dtype=dtype)
+                         for _ in range(num_layers + 1)]
+        self.decoder = DecoderCrossEntropy(hidden_dim, vocab_size, rng=rng, init_scale=init_scale, dtype=dtype,
+                                           weight=self.embedding.W if tie_weights else None)
+
+    def forward(self, ids, state: State | None = None):
+        """ids (N, T) -> top-layer outputs after dropout (N, T, H), new state."""
+        x = self.dropouts[0](self.embedding(ids))
+        new_state = []
+        for layer, (lstm, drop) in enumerate(zip(self.lstms, self.dropouts[1:])):
+            x, layer_state = lstm(x, None if state is None else state[layer])
+            x = drop(x)
+            new_state.append(layer_state)
+        return x, new_state
+
+    def loss(self, batch, state: State | None = None) -> tuple[LossOutput, State]:
+        x, y = batch
+        h, state = self.forward(x, state)
+        loss_sum = self.decoder.forward(h, y)
+        self.count = y.size
+        return LossOutput(float(loss_sum), int(y.size)), state
+
+    def backward(self) -> None:
+        """Gradient of the mean token loss of the last `loss` call, added into every Param."""
+        dx = self.decoder.backward(1.0 / self.count)
+        for lstm, drop in zip(reversed(self.lstms), reversed(self.dropouts[1:])):
+            dx = lstm.backward(drop.backward(dx))
+        self.embedding.backward(self.dropouts[0].backward(dx))
+
+    def logits(self, ids, state: State | None = None):
+        """ids (N, T) -> next-word logits (N, T, V) and the new state: generation's step.
+
+        Runs in whatever mode the model is in; call eval() first to turn dropout off.
+        """
+        h, state = self.forward(ids, state)
+        return self.decoder.logits(h), state

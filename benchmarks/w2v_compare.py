@@ -43,12 +43,12 @@ def run_nnctl(config: str, args, out_dir: Path) -> dict:
     sys.path.insert(0, str(ROOT))
     from nnctl import checkpoint
 
-    runs_dir = out_dir / Path(config).stem
+    runs_dir = Path(args.runs_dir or out_dir) / Path(config).stem
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "nnctl", "train", str(ROOT / config), "--data-dir", args.data_dir,
                     "--runs-dir", str(runs_dir), "-q"], check=True, cwd=ROOT)
     wall = time.perf_counter() - start
-    [run] = [p for p in runs_dir.glob("*/*") if p.is_dir()]
+    run = max((p for p in runs_dir.glob("*/*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     train_s, previous = 0.0, 0.0
     for rec in records:  # training time = each train record's elapsed minus the evaluation before it
@@ -85,6 +85,7 @@ def main() -> None:
     ap.add_argument("--bench-dir", default="/work/shared/bench", help="folder with w2v_gensim.py and word_eval.py")
     ap.add_argument("--repeats", type=int, default=1, help="gensim runs (the median-time one is shown)")
     ap.add_argument("--configs", nargs="+", default=["configs/cbow_ptb.yaml", "configs/ppmi_svd_ptb.yaml"])
+    ap.add_argument("--runs-dir", default=None, help="keep the nnctl runs here (default: a temporary folder)")
     ap.add_argument("--out", default=None, help="write all results as JSON here")
     args = ap.parse_args()
     sys.path.insert(0, args.bench_dir)

@@ -192,7 +192,8 @@ class Trainer:
             "model_extras": self.model_extras,
             "model_type": self.experiment["model"]["type"],
             "metric": self.metric,
-            "progress": self.progress.to_dict(),
+            # elapsed includes this process's time, so a resumed run keeps counting from there
+            "progress": {**self.progress.to_dict(), "elapsed": self.elapsed()},
             "schedule": self.schedule.state_dict(),
             "rng": checkpoint.rng_states(self.model),
         }

@@ -68,8 +68,11 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     assert json.loads((run_b / "status.json").read_text())["state"] == "interrupted"
     assert "interrupted" in runner.invoke(app, ["runs", str(tmp_path / "b")]).output
 
+    before = [json.loads(line)["elapsed"] for line in (run_b / "metrics.jsonl").read_text().splitlines()]
     resumed = runner.invoke(app, ["train", "--resume", str(run_b), "-q"])
     assert resumed.exit_code == 0, resumed.output
+    after = [json.loads(line)["elapsed"] for line in (run_b / "metrics.jsonl").read_text().splitlines()]
+    assert after == sorted(after) and after[len(before)] >= max(before)  # training time keeps counting
     assert comparable_metrics(run_b) == comparable_metrics(run_a)
     (model_a, optim_a), (model_b, optim_b) = (model_weights(r / "checkpoints/last.npz") for r in (run_a, run_b))
     assert model_a.keys() == model_b.keys() and optim_a.keys() == optim_b.keys()

@@ -58,7 +58,7 @@ class PlainListener:
         self.log = log  # a callable taking one line (RunDir.log), or None
         self.log_every = 50
         self.unit = "items"
-        self.metric = "loss"  # the validation metric "best" refers to; learnt from the records
+        self.metric = "loss"  # the validation metric "best" refers to (the Trainer says which)
         self._last_line = 0.0
 
     def emit(self, line: str, always: bool = False) -> None:
@@ -69,6 +69,7 @@ class PlainListener:
 
     def on_fit_start(self, info):
         self.unit = info["unit"]
+        self.metric = info.get("metric", self.metric)
         where = f" -> {info['run']}" if info.get("run") else ""
         self.emit(f"training {info['params']:,} parameters for {info['epochs']} epochs "
                   f"({info['steps_per_epoch']} steps each){where}")
@@ -95,10 +96,6 @@ class PlainListener:
         pass
 
     def on_record(self, rec):
-        if "perplexity" in rec:
-            self.metric = "perplexity"
-        elif "accuracy" in rec:
-            self.metric = "accuracy"
         self.emit(describe_record(rec))
 
     def on_epoch_end(self, epoch, records):

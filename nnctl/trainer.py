@@ -266,7 +266,8 @@ class Trainer:
         steps_per_epoch = self.data.num_batches("train")
         self.listener.on_fit_start({"epochs": cfg.epochs, "steps_per_epoch": steps_per_epoch,
                                     "unit": self.data.unit, "run": str(self.run.path) if self.run else None,
-                                    "params": self.model.num_params(), "start_epoch": p.epoch})
+                                    "params": self.model.num_params(), "start_epoch": p.epoch,
+                                    "metric": self.metric})
         if not getattr(self.model, "trainable", True):
             return self._fit_closed_form()
 

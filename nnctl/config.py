@@ -47,7 +47,8 @@ class TrainConfig:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}")
 
 
-SECTIONS = ("name", "seed", "device", "data", "model", "optimizer", "schedule", "train")
+SECTIONS = ("name", "seed", "device", "dtype", "data", "model", "optimizer", "schedule", "train")
+DTYPES = ("float32", "float64")
 DEFAULT_SCHEDULE = {"type": "constant"}
 
 
@@ -146,6 +147,10 @@ def resolve(raw: Any, source: str = "config") -> dict[str, Any]:
     if device not in ("cpu", "gpu"):
         raise ConfigError(f"{source}: device: {device!r} is not a device; choose cpu or gpu")
     out["device"] = device
+    dtype = raw.get("dtype", "float32")  # float64: gradient checks and exact equivalence tests
+    if dtype not in DTYPES:
+        raise ConfigError(f"{source}: dtype: {dtype!r} is not a supported precision; choose float32 or float64")
+    out["dtype"] = dtype
 
     registries = _registries()
     for section in ("data", "model", "optimizer", "schedule"):

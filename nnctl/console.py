@@ -58,6 +58,7 @@ class PlainListener:
         self.log = log  # a callable taking one line (RunDir.log), or None
         self.log_every = 50
         self.unit = "items"
+        self.metric = "loss"  # the validation metric "best" refers to (the Trainer says which)
         self._last_line = 0.0
 
     def emit(self, line: str, always: bool = False) -> None:
@@ -68,6 +69,7 @@ class PlainListener:
 
     def on_fit_start(self, info):
         self.unit = info["unit"]
+        self.metric = info.get("metric", self.metric)
         where = f" -> {info['run']}" if info.get("run") else ""
         self.emit(f"training {info['params']:,} parameters for {info['epochs']} epochs "
                   f"({info['steps_per_epoch']} steps each){where}")
@@ -75,10 +77,17 @@ class PlainListener:
     def on_epoch_start(self, epoch, num_batches):
         pass
 
+    def best_text(self, info) -> str:
+        """'  best valid accuracy 91.20%' once a validation has run, else ''."""
+        if info.get("best") is None:
+            return ""
+        return f"  best valid {self.metric} {format_value(self.metric, info['best'])}"
+
     def on_step(self, info):
         if info["batch"] % self.log_every == 0 or info["batch"] == info["steps_per_epoch"]:
             self.emit(f"epoch {info['epoch'] + 1} batch {info['batch']}/{info['steps_per_epoch']}  "
-                      f"loss {info['loss']:.4f}  lr {info['lr']:.4g}  {info['throughput']:,.0f} {self.unit}/s")
+                      f"loss {info['loss']:.4f}  lr {info['lr']:.4g}  {info['throughput']:,.0f} {self.unit}/s"
+                      + self.best_text(info))
 
     def on_eval_start(self, split, num_batches):
         pass
@@ -124,7 +133,6 @@ class RichListener(PlainListener):
         )
         self.task = None
         self.eval_task = None
-        self.metric = "loss"
 
     def on_fit_start(self, info):
         super().on_fit_start(info)
@@ -139,10 +147,9 @@ class RichListener(PlainListener):
 
     def on_step(self, info):
         super().on_step(info)
-        best = f"  best {format_value(self.metric, info['best'])}" if info.get("best") is not None else ""
         self.progress.update(self.task, completed=info["batch"],
                              info=f"loss {info['loss']:.4f}  lr {info['lr']:.3g}  "
-                                  f"{info['throughput']:,.0f} {self.unit}/s{best}")
+                                  f"{info['throughput']:,.0f} {self.unit}/s{self.best_text(info)}")
 
     def on_eval_start(self, split, num_batches):
         if self.eval_task is not None:
@@ -154,10 +161,6 @@ class RichListener(PlainListener):
 
     def on_record(self, rec):
         super().on_record(rec)
-        if "perplexity" in rec:
-            self.metric = "perplexity"
-        elif "accuracy" in rec:
-            self.metric = "accuracy"
         if self.eval_task is not None and rec["split"] != "train":
             self.progress.remove_task(self.eval_task)
             self.eval_task = None
@@ -193,10 +196,11 @@ class RichListener(PlainListener):
         self.progress.stop()
 
 
-def make_listener(log=None, quiet: bool = False):
+def make_listener(log=None, quiet: bool = False, interactive: bool | None = None):
+    """--quiet: only the summary line; a terminal: the live Rich display; else plain lines."""
     if quiet:
         return PlainListener(echo=False, log=log, quiet=True)
-    if sys.stdout.isatty():
+    if interactive if interactive is not None else sys.stdout.isatty():
         return RichListener(log=log)
     return PlainListener(echo=True, log=log)
 

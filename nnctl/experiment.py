@@ -42,33 +42,58 @@ def model_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, 0])
 
 
-def build_data(cfg: dict[str, Any], data_dir: str | None = None, vocab=None, dtype=np.float32):
+def config_dtype(cfg: dict[str, Any]) -> np.dtype:
+    """The experiment's `dtype:` key (float32 unless it says float64)."""
+    return np.dtype(cfg.get("dtype", "float32"))
+
+
+def check_device(cfg: dict[str, Any], model_cls) -> str:
+    """The device the config asks for, after checking it can be used; one ConfigError line if not."""
+    device = cfg.get("device", "cpu")
+    if device == "cpu":
+        return device
+    from nnctl.backend import gpu_available
+
+    if not gpu_available():
+        raise ConfigError("device: gpu needs CuPy and an NVIDIA GPU, and none was found; "
+                          "pip install 'nnctl[gpu]' on a machine with a CUDA GPU, or set device: cpu")
+    if device not in getattr(model_cls, "devices", ("cpu", "gpu")):
+        raise ConfigError(f"device: gpu is not available for model '{cfg['model']['type']}' "
+                          f"(it runs on the CPU only); set device: cpu")
+    return device
+
+
+def build_data(cfg: dict[str, Any], data_dir: str | None = None, vocab=None, dtype=None):
     from nnctl.data import DATASETS
 
+    dtype = config_dtype(cfg) if dtype is None else dtype
     extras = {"data_dir": data_dir, "dtype": dtype, "rng": np.random.default_rng([cfg["seed"], 2])}
     if vocab is not None:
         extras["vocab"] = vocab
     return DATASETS.build(cfg["data"], "data", **extras)
 
 
-def build_model(cfg: dict[str, Any], model_extras: dict[str, Any], dtype=np.float32):
+def build_model(cfg: dict[str, Any], model_extras: dict[str, Any], dtype=None):
     from nnctl.models import MODELS
 
+    dtype = config_dtype(cfg) if dtype is None else dtype
     return MODELS.build(cfg["model"], "model", rng=model_rng(cfg["seed"]), dtype=dtype,
                         vocab=model_extras.get("vocab"), **{k: v for k, v in model_extras.items() if k != "vocab"})
 
 
-def build(cfg: dict[str, Any], data_dir: str | None = None, dtype=np.float32, vocab=None) -> Experiment:
-    """Build every part of an experiment; `vocab` (from a checkpoint) keeps a resumed run's word ids."""
+def build(cfg: dict[str, Any], data_dir: str | None = None, dtype=None, vocab=None) -> Experiment:
+    """Build every part of an experiment; `vocab` (from a checkpoint) keeps a resumed run's word ids.
+
+    With `device: gpu` the model's Params and buffers move to the GPU before the optimizer
+    is built (its state arrays are made like the Params); the data stays on the host and
+    the Trainer moves each batch once per step.
+    """
+    from nnctl.models import MODELS
     from nnctl.optim import OPTIMIZERS
     from nnctl.schedules import SCHEDULES
 
-    if cfg.get("device", "cpu") != "cpu":
-        from nnctl.backend import gpu_available
-
-        if not gpu_available():
-            raise ConfigError("device: gpu needs CuPy and an NVIDIA GPU; pip install 'nnctl[gpu]' or set device: cpu")
-        raise ConfigError("device: gpu is not supported yet by this nnctl version; set device: cpu")
+    device = check_device(cfg, MODELS.get(cfg["model"]["type"], "model.type"))
+    dtype = config_dtype(cfg) if dtype is None else dtype
     train = TrainConfig(**cfg["train"])
     data = build_data(cfg, data_dir, vocab=vocab, dtype=dtype)
     model_extras = jsonable(data.extras())
@@ -76,6 +101,8 @@ def build(cfg: dict[str, Any], data_dir: str | None = None, dtype=np.float32, vo
     if data.vocab is not None:
         extras_for_model["vocab"] = data.vocab
     model = build_model(cfg, extras_for_model, dtype)
+    if device != "cpu":
+        model.to(device)
     optimizer = OPTIMIZERS.build(cfg["optimizer"], "optimizer", params=model.named_params())
     schedule = SCHEDULES.build(cfg["schedule"], "schedule", base_lr=optimizer.lr,
                                steps_per_epoch=max(data.num_batches("train"), 1), epochs=train.epochs)

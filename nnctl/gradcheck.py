@@ -30,20 +30,25 @@ def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> np.ndarray:
     return np.abs(a - n) / np.maximum(np.abs(a) + np.abs(n), REL_ERROR_FLOOR)
 
 
-def numerical_grad(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """d f() / d x by central differences, nudging x in place one element at a time."""
-    grad = np.zeros_like(x, dtype=np.float64)
+def numerical_grad(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6,
+                   flat_indices: np.ndarray | None = None) -> np.ndarray:
+    """d f() / d x by central differences, nudging x in place one element at a time.
+
+    With `flat_indices`, only those elements (of x.reshape(-1)) are nudged and a 1-D array
+    of their derivatives is returned; otherwise the whole gradient, shaped like x.
+    """
     flat_x = x.reshape(-1)  # a view: nudging it nudges x
-    flat_grad = grad.reshape(-1)
-    for i in range(flat_x.size):
+    indices = np.arange(flat_x.size) if flat_indices is None else flat_indices
+    grad = np.zeros(len(indices), dtype=np.float64)
+    for j, i in enumerate(indices):
         original = flat_x[i]
         flat_x[i] = original + eps
         f_plus = f()
         flat_x[i] = original - eps
         f_minus = f()
         flat_x[i] = original
-        flat_grad[i] = (f_plus - f_minus) / (2 * eps)
-    return grad
+        grad[j] = (f_plus - f_minus) / (2 * eps)
+    return grad.reshape(x.shape) if flat_indices is None else grad
 
 
 @dataclass
@@ -150,18 +155,9 @@ def check_model(model, batch, eps: float = 1e-6, seed: int = 0, max_elements: in
         if max_elements is None or p.data.size <= max_elements:
             report.results.append(compare(name, analytic, numerical_grad(f, p.data, eps)))
             continue
-        flat_data, flat_grad = p.data.reshape(-1), analytic.reshape(-1)
         chosen = pick.choice(p.data.size, size=max_elements, replace=False)
-        numeric = np.empty(max_elements)
-        for j, i in enumerate(chosen):
-            original = flat_data[i]
-            flat_data[i] = original + eps
-            f_plus = f()
-            flat_data[i] = original - eps
-            f_minus = f()
-            flat_data[i] = original
-            numeric[j] = (f_plus - f_minus) / (2 * eps)
-        result = compare(name, flat_grad[chosen], numeric)
+        numeric = numerical_grad(f, p.data, eps, flat_indices=chosen)
+        result = compare(name, analytic.reshape(-1)[chosen], numeric)
         result.shape = tuple(p.data.shape)
         result.worst_index = tuple(int(x) for x in np.unravel_index(int(chosen[result.worst_index[0]]), p.data.shape))
         report.results.append(result)

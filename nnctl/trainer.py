@@ -8,11 +8,18 @@ split with the best weights.
 
 The Trainer never prints: it reports to a `listener` (console.py draws progress bars;
 tests pass a silent one).
+
+Devices and processes: each batch is moved once per step to `device` (the model's
+weights are already there), and with a `comm` from nnctl/distributed.py several
+processes train one model: each takes its shard of every global batch, one allreduce
+between backward and clipping averages the gradients (and sums the step's totals), and
+evaluation totals are summed over ranks. Only the process given a `run` writes files.
 """
 
 from __future__ import annotations
 
 import math
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -20,7 +27,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from nnctl import checkpoint
+from nnctl.backend import tree_to_device
 from nnctl.config import TrainConfig
+from nnctl.data.base import batch_length
+from nnctl.distributed import SingleProcess, check_shardable, training_arrays
 from nnctl.models.base import LossOutput
 from nnctl.optim import clip_grad_norm, has_nonfinite
 from nnctl.rundir import RunDir
@@ -125,6 +135,9 @@ class Trainer:
     progress: Progress = field(default_factory=Progress)
     state: Any = None  # the model's carried state (the LM's h, c)
     stop_signal: int | None = None  # set by request_stop (a signal handler); acted on between steps
+    comm: Any = field(default_factory=SingleProcess)  # nnctl.distributed: MPI ranks, or just this process
+    device: str = "cpu"  # where the model's arrays live; batches are moved there once per step
+    _agreed_stop: int | None = None  # several ranks: a stop every rank learned from the same step's allreduce
 
     def request_stop(self, signum: int) -> None:
         self.stop_signal = signum
@@ -136,13 +149,21 @@ class Trainer:
         self.schedule.load_state_dict(ckpt.meta.get("schedule", {}))
         checkpoint.restore_rng_states(self.model, ckpt.meta.get("rng", {}))
         self.progress = Progress(**ckpt.meta["progress"])
-        self.state = checkpoint.unflatten_state(ckpt.group("state"))
+        # The checkpoint holds the whole global batch's state; each rank carries its rows of it.
+        state = self.comm.shard_state(checkpoint.unflatten_state(ckpt.group("state")))
+        self.state = tree_to_device(state, self.device) if self.device != "cpu" else state
         if self.run is not None:  # records written after that checkpoint will be written again
             self.run.truncate_metrics(self.progress.records)
 
     @property
     def metric(self) -> str:
         return self.model.metric
+
+    def local(self, batch):
+        """This process's part of a global batch, on the model's device."""
+        if self.comm.size > 1:
+            batch = self.data.shard(batch, self.comm.rank, self.comm.size)
+        return tree_to_device(batch, self.device) if self.device != "cpu" else batch
 
     # -- evaluation --------------------------------------------------------------------
     def evaluate(self, split: str) -> dict[str, float]:
@@ -154,11 +175,14 @@ class Trainer:
         self.model.eval()
         try:
             for batch in self.data.batches(split, rng=None, batch_size=batch_size):
-                out, state = self.model.loss(batch, state)
-                totals.add(out)
+                batch = self.local(batch)
+                if batch_length(batch) > 0:  # an eval batch smaller than the number of ranks
+                    out, state = self.model.loss(batch, state)
+                    totals.add(out)
                 self.listener.on_eval_step()
         finally:
             self.model.train()
+        totals = Totals(*self.comm.sum_totals(totals.loss_sum, totals.count, totals.correct))
         return {**totals.summary(self.metric), "count": totals.count}
 
     # -- checkpoints -------------------------------------------------------------------
@@ -168,20 +192,25 @@ class Trainer:
             "model_extras": self.model_extras,
             "model_type": self.experiment["model"]["type"],
             "metric": self.metric,
-            "progress": self.progress.to_dict(),
+            # elapsed includes this process's time, so a resumed run keeps counting from there
+            "progress": {**self.progress.to_dict(), "elapsed": self.elapsed()},
             "schedule": self.schedule.state_dict(),
             "rng": checkpoint.rng_states(self.model),
         }
 
     def save(self, which: str) -> None:
+        # Every rank takes part in gathering the carried state (a collective); only the one
+        # with a run directory writes. The state saved is the global batch's, whatever the ranks.
+        state = self.comm.gather_rows(self.state) if which == "last" else None
         if self.run is None:
             return
         checkpoint.save(self.run.checkpoint_path(which), self.model, self.meta(),
-                        optimizer=self.optimizer, state=self.state if which == "last" else None,
-                        vocab=self.data.vocab)
+                        optimizer=self.optimizer, state=state, vocab=self.data.vocab)
 
-    def record(self, split: str, values: dict[str, float], extra: dict[str, Any] | None = None) -> dict:
-        rec = {"epoch": self.progress.epoch + 1, "step": self.progress.step, "split": split,
+    def record(self, split: str, values: dict[str, float], extra: dict[str, Any] | None = None,
+               epoch: int | None = None) -> dict:
+        """Append one evaluation to metrics.jsonl; `epoch` defaults to the epoch in progress (1-based)."""
+        rec = {"epoch": self.progress.epoch + 1 if epoch is None else epoch, "step": self.progress.step, "split": split,
                **{k: v for k, v in values.items()}, "lr": self.optimizer.lr,
                "elapsed": round(self.elapsed(), 3), **(extra or {})}
         if self.run is not None:
@@ -199,9 +228,17 @@ class Trainer:
         p = self.progress
         self.optimizer.lr = self.schedule.lr(p.epoch, p.step)
         self.model.zero_grad()
-        out, new_state = self.model.loss(batch, self.state)
-        self.model.backward()
+        batch = self.local(batch)
+        if batch_length(batch) > 0:
+            out, new_state = self.model.loss(batch, self.state)
+            self.model.backward()
+        else:  # a short last batch left this rank nothing: it adds zero gradient and zero items
+            out, new_state = LossOutput(0.0, 0, 0), self.state
         params = self.model.params()
+        # Several ranks: average the gradients and sum the totals (one allreduce); else as it is.
+        out, stop = self.comm.combine_step(params, out, stop=self.stop_signal is not None)
+        if stop and self._agreed_stop is None:
+            self._agreed_stop = self.stop_signal or signal.SIGTERM
         finite = math.isfinite(float(out.loss_sum)) and not has_nonfinite(params)
         if not finite:
             if self.config.on_nonfinite == "skip":
@@ -220,13 +257,19 @@ class Trainer:
         p.step += 1
         return out
 
+    def _stop_requested(self) -> int | None:
+        # One process acts on its own signal; ranks act only on a stop they all agreed on.
+        return self.stop_signal if self.comm.size == 1 else self._agreed_stop
+
     def fit(self) -> dict[str, Any]:
         self._started = time.perf_counter()
         p, cfg = self.progress, self.config
+        check_shardable(self.comm, self.data, self.model, self.experiment["model"]["type"])
         steps_per_epoch = self.data.num_batches("train")
         self.listener.on_fit_start({"epochs": cfg.epochs, "steps_per_epoch": steps_per_epoch,
                                     "unit": self.data.unit, "run": str(self.run.path) if self.run else None,
-                                    "params": self.model.num_params(), "start_epoch": p.epoch})
+                                    "params": self.model.num_params(), "start_epoch": p.epoch,
+                                    "metric": self.metric})
         if not getattr(self.model, "trainable", True):
             return self._fit_closed_form()
 
@@ -243,8 +286,8 @@ class Trainer:
             for index, batch in enumerate(self.data.batches("train", rng=epoch_rng)):
                 if index < p.batch:
                     continue  # resuming mid-epoch: these batches were trained before the stop
-                if self.stop_signal is not None:
-                    raise Interrupted(self.stop_signal)
+                if self._stop_requested() is not None:
+                    raise Interrupted(self._stop_requested())
                 out = self.step(batch)
                 p.batch = index + 1
                 if out is not None:
@@ -293,7 +336,7 @@ class Trainer:
         self.progress.epoch = self.config.epochs
         values = self.evaluate("valid") if "valid" in self.data.splits else {}
         if values:
-            self.record("valid", values)
+            self.record("valid", values, epoch=self.progress.epoch)
             self.progress.best = values.get(self.metric, values.get("loss"))
             self.progress.best_epoch = 1
         self.save("best")
@@ -308,8 +351,10 @@ class Trainer:
         if "test" in self.data.splits:
             if self.run is not None and self.run.checkpoint_path("best").is_file():
                 checkpoint.restore_model(self.model, checkpoint.load(self.run.checkpoint_path("best")))
+            # the ranks without a run directory take rank 0's best weights
+            self.comm.broadcast_arrays(training_arrays(self.model))
             test = self.evaluate("test")
-            self.record("test", test, {"from": "best"})
+            self.record("test", test, {"from": "best"}, epoch=p.epoch)  # after the last epoch
             summary["test"] = test
         summary["elapsed"] = round(self.elapsed(), 1)
         self.listener.on_fit_end(summary)

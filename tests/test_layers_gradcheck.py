@@ -185,3 +185,23 @@ def test_initialisers_have_the_stated_scale():
     assert he.dtype == np.float32
     with pytest.raises(ValueError, match="did you mean 'xavier'"):
         initial_weights((2, 2), 2, 2, "xavir", rng)
+
+
+@pytest.mark.parametrize("pool, stride, shape", [(2, 2, (2, 6, 8, 3)), (2, 2, (1, 5, 7, 2)), (3, 2, (1, 7, 7, 2)),
+                                                 (2, 3, (1, 8, 8, 1))])
+def test_maxpool_ties_go_to_the_first_offset_in_row_major_order(pool, stride, shape):
+    """Pixels drawn from {0, 1}: many tied windows. Each output's gradient goes to exactly one
+    position, the first maximal offset of its window in row-major order (the reference loop)."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2, shape).astype(np.float64)
+    layer = MaxPool2d(pool, stride)
+    y = layer.forward(x)
+    dy = rng.standard_normal(y.shape)
+    dx = layer.backward(dy)
+    expected = np.zeros_like(x)
+    for n, oh, ow, c in np.ndindex(*y.shape):
+        window = x[n, oh * stride:oh * stride + pool, ow * stride:ow * stride + pool, c]
+        i, j = np.unravel_index(np.argmax(window), window.shape)  # argmax: the first maximum
+        expected[n, oh * stride + i, ow * stride + j, c] += dy[n, oh, ow, c]
+        assert y[n, oh, ow, c] == window.max()
+    assert np.array_equal(dx, expected)

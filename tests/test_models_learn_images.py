@@ -103,3 +103,12 @@ def test_tiny_config_trains_end_to_end(config, tmp_path):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["split"] == "test" and 0.0 <= records[-1]["accuracy"] <= 1.0
     assert (run / "checkpoints" / "best.npz").is_file()
+
+
+@pytest.mark.parametrize("config", ["mlp_mnist.yaml", "cnn_mnist.yaml", "mlp_fashion_mnist.yaml",
+                                    "cnn_fashion_mnist.yaml"])
+def test_gradcheck_command_passes_on_the_shipped_configs(config):
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["gradcheck", str(CONFIGS / config),
+                                                            "--max-elements", "20"])
+    assert result.exit_code == 0, result.output
+    assert "pass" in result.output and "FAIL" not in result.output

@@ -68,8 +68,11 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     assert json.loads((run_b / "status.json").read_text())["state"] == "interrupted"
     assert "interrupted" in runner.invoke(app, ["runs", str(tmp_path / "b")]).output
 
+    before = [json.loads(line)["elapsed"] for line in (run_b / "metrics.jsonl").read_text().splitlines()]
     resumed = runner.invoke(app, ["train", "--resume", str(run_b), "-q"])
     assert resumed.exit_code == 0, resumed.output
+    after = [json.loads(line)["elapsed"] for line in (run_b / "metrics.jsonl").read_text().splitlines()]
+    assert after == sorted(after) and after[len(before)] >= max(before)  # training time keeps counting
     assert comparable_metrics(run_b) == comparable_metrics(run_a)
     (model_a, optim_a), (model_b, optim_b) = (model_weights(r / "checkpoints/last.npz") for r in (run_a, run_b))
     assert model_a.keys() == model_b.keys() and optim_a.keys() == optim_b.keys()
@@ -118,7 +121,7 @@ def _save_forever(path, seed):
         def __init__(self, value):
             self.W = Param.init(np.full((300, 300), value))
 
-    i = 0
+    i = seed * 1000  # distinct per child, so the parent can tell whose save it loaded
     while True:
         i += 1
         checkpoint.save(path, Big(float(i)), {"config": {}, "i": i})
@@ -126,26 +129,35 @@ def _save_forever(path, seed):
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_sigkill_at_random_moments_never_leaves_a_broken_checkpoint(tmp_path):
+    from nnctl.layers.base import Layer, Param
+
+    class First(Layer):
+        def __init__(self):
+            self.W = Param.init(np.zeros((300, 300)))
+
     path = tmp_path / "last.npz"
+    checkpoint.save(path, First(), {"config": {}, "i": 0})  # from here on a checkpoint must always load
     rng = np.random.default_rng(0)
     kills = loaded = 0
+    versions = set()
     for attempt in range(120):
         pid = os.fork()
         if pid == 0:  # the child: save until killed
             try:
-                _save_forever(path, attempt)
+                _save_forever(path, attempt + 1)
             finally:
                 os._exit(0)
-        time.sleep(float(rng.uniform(0.0, 0.03)))
+        time.sleep(float(rng.uniform(0.0, 0.08)))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         kills += 1
-        if path.exists():
-            ckpt = checkpoint.load(path)  # raises if the file were torn
-            assert ckpt.group("model")["W"].shape == (300, 300)
-            loaded += 1
-    assert kills == 120 and loaded >= 100, (kills, loaded)
-    print(f"SIGKILL test: {kills} kills, {loaded} checkpoints left behind, all loaded")
+        ckpt = checkpoint.load(path)  # raises if the file were torn
+        assert ckpt.group("model")["W"].shape == (300, 300)
+        versions.add(ckpt.meta["i"])
+        loaded += 1
+    assert kills == loaded == 120
+    assert len(versions) > 10  # the children did replace the file between kills
+    print(f"SIGKILL test: {kills} kills, {loaded} checkpoints loaded, {len(versions)} distinct versions")
 
 
 def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

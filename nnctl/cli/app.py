@@ -24,11 +24,21 @@ app = typer.Typer(
 )
 
 
+_print_errors = True
+
+
+def set_error_output(enabled: bool) -> None:
+    """Under mpirun every rank meets the same error; only rank 0 prints it (all still exit with its code)."""
+    global _print_errors
+    _print_errors = enabled
+
+
 def fail(message: str, exit_code: int = 1) -> None:
     """Print one error line on stderr and exit."""
     from nnctl.console import error_console
 
-    error_console().print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    if _print_errors:
+        error_console().print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(exit_code)
 
 

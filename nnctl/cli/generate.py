@@ -37,7 +37,7 @@ def generate(
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed: the same seed gives the same text."),
     num_samples: int = typer.Option(1, "--num-samples", "-s", min=1, help="How many texts to draw."),
 ):
-    """Continue a prompt with a trained language model; <eos> prints as a line break.
+    """Continue a prompt with a trained language model; `<eos>` prints as a line break.
 
     Example: `nnctl generate runs/lstm_ptb_small/20261130-101500 --prompt "the stock market"
     --length 50 --temperature 0.8 --top-k 40 --seed 1 --num-samples 3`

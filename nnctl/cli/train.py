@@ -38,6 +38,8 @@ def _load_for_resume(run_path: Path, overrides: list[str]):
         raise CheckpointError(f"--resume {run_path}: no checkpoints/last.npz; the run stopped before saving, "
                               "start it again with `nnctl train CONFIG`")
     ckpt = checkpoint.load(last)
+    for stale in run.path.glob("**/.*.tmp"):  # a save cut short by a hard kill left its temporary file
+        stale.unlink()
     for text in overrides:
         parts, _ = config_mod.parse_override(text)
         if parts[0] != "train":
@@ -68,36 +70,54 @@ def train(
     Example: `nnctl train configs/cnn_fashion_mnist.yaml --set train.epochs=3 --data-dir ~/data`
 
     Resume: `nnctl train --resume runs/cnn_fashion_mnist/20261130-101500`
+
+    Several processes (MPI, `pip install "nnctl[mpi]"`): `mpirun -n 4 nnctl train CONFIG`
+    shares each global batch over the 4 processes; only the first writes the run folder.
     """
     from nnctl import config as config_mod
-    from nnctl import experiment
+    from nnctl import distributed, experiment
+    from nnctl.cli.app import set_error_output
     from nnctl.console import console, make_listener
     from nnctl.rundir import RunDir, atomic_write_text
-    from nnctl.trainer import Interrupted, Trainer, TrainingStopped
+    from nnctl.trainer import Interrupted, SilentListener, Trainer, TrainingStopped
 
     with user_errors():
+        comm = distributed.get_communicator()
+        lead = comm.rank == 0  # the one process that prints and writes the run folder
+        set_error_output(lead)  # every rank meets the same config error; one line is enough
         if resume is not None:
             if config is not None:
                 fail("give either a CONFIG or --resume RUN_DIR, not both (a resumed run keeps its config)", 2)
             run, ckpt, cfg = _load_for_resume(resume, set_)
             exp = experiment.build(cfg, str(data_dir) if data_dir else None, vocab=ckpt.vocab)
+            distributed.check_shardable(comm, exp.data, exp.model, cfg["model"]["type"])
+            run = run if lead else None
         else:
             if config is None:
                 fail("missing CONFIG: give an experiment file (e.g. configs/mlp_mnist.yaml) or --resume RUN_DIR", 2)
             cfg = config_mod.load(config, set_)
             exp = experiment.build(cfg, str(data_dir) if data_dir else None)
-            # Only now, with every key checked and every file read, does the run folder appear.
-            run = RunDir.create(runs_dir, cfg["name"])
-            header = f"# written by nnctl {__version__} from {config}\n"
-            atomic_write_text(run.config_path, header + config_mod.dump(cfg))
-            if exp.data.vocab is not None:
-                exp.data.vocab.save(run.vocab_path)
-        listener = make_listener(log=run.log, quiet=quiet)
+            distributed.check_shardable(comm, exp.data, exp.model, cfg["model"]["type"])
+            run = None
+            if lead:  # Only now, with every key checked and every file read, does the run folder appear.
+                run = RunDir.create(runs_dir, cfg["name"])
+                header = f"# written by nnctl {__version__} from {config}\n"
+                atomic_write_text(run.config_path, header + config_mod.dump(cfg))
+                if exp.data.vocab is not None:
+                    exp.data.vocab.save(run.vocab_path)
+        listener = make_listener(log=run.log, quiet=quiet) if lead else SilentListener()
         trainer = Trainer(exp.model, exp.data, exp.optimizer, exp.schedule, exp.train, cfg,
-                          exp.model_extras, run=run, listener=listener)
+                          exp.model_extras, run=run, listener=listener, comm=comm, device=cfg.get("device", "cpu"))
         if resume is not None:
             trainer.resume_from(ckpt)
-        run.write_status({"state": "running", "nnctl_version": __version__})
+        distributed.prepare_ranks(comm, exp.model, exp.optimizer, cfg["seed"], trainer.progress.step)
+
+        def write_status(status: dict) -> None:
+            if run is not None:
+                run.write_status(status)
+
+        write_status({"state": "running", "nnctl_version": __version__,
+                      **({"processes": comm.size} if comm.size > 1 else {})})
 
         def on_signal(signum, frame):
             if trainer.stop_signal is None:  # first: finish the current step, save `last`, stop
@@ -113,28 +133,30 @@ def train(
             try:
                 trainer.save("last")
             except KeyboardInterrupt:  # a second signal while saving: the old `last` stays whole
-                run.write_status({"state": "interrupted", "progress": trainer.progress.to_dict()})
+                write_status({"state": "interrupted", "progress": trainer.progress.to_dict()})
                 raise typer.Exit(130) from None
-            run.write_status({"state": "interrupted", "progress": trainer.progress.to_dict()})
-            console().print(f"interrupted: saved {run.checkpoint_path('last')}\n"
-                            f"resume with: nnctl train --resume {run.path}")
+            write_status({"state": "interrupted", "progress": trainer.progress.to_dict()})
+            if run is not None:
+                console().print(f"interrupted: saved {run.checkpoint_path('last')}\n"
+                                f"resume with: {'mpirun -n %d ' % comm.size if comm.size > 1 else ''}"
+                                f"nnctl train --resume {run.path}")
             raise typer.Exit(130 if stop.signum == signal.SIGINT else 143)
         except TrainingStopped as error:
             getattr(listener, "close", lambda: None)()
-            run.write_status({"state": "failed", "reason": str(error), "progress": trainer.progress.to_dict()})
+            write_status({"state": "failed", "reason": str(error), "progress": trainer.progress.to_dict()})
             fail(str(error), 1)
         except KeyboardInterrupt:
             getattr(listener, "close", lambda: None)()
-            run.write_status({"state": "interrupted", "progress": trainer.progress.to_dict()})
+            write_status({"state": "interrupted", "progress": trainer.progress.to_dict()})
             raise typer.Exit(130)
         except BaseException:
             getattr(listener, "close", lambda: None)()
-            run.write_status({"state": "failed", "progress": trainer.progress.to_dict()})
+            write_status({"state": "failed", "progress": trainer.progress.to_dict()})
             raise
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-        run.write_status({"state": "finished", "summary": summary, "nnctl_version": __version__})
+        write_status({"state": "finished", "summary": summary, "nnctl_version": __version__})
 
 
 @app.command("eval")
@@ -240,31 +262,17 @@ def runs(
     Example: `nnctl runs runs/`
     """
     from nnctl.console import format_value, print_table
-    from nnctl.rundir import RunDir, read_jsonl
+    from nnctl.runs import find_runs, summarise_run
 
     with user_errors():
         if not runs_dir.is_dir():
             fail(f"{runs_dir}: no such folder; runs are created by `nnctl train` under runs/", 2)
         rows = []
-        for config_path in sorted(runs_dir.glob("**/config.yaml")):
-            run = RunDir(config_path.parent)
-            status = run.status()
-            records = read_jsonl(run.metrics_path)
-            try:
-                import yaml
-
-                cfg = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-            except Exception:
-                cfg = {}
-            metric = next((k for k in ("perplexity", "accuracy") if any(k in r for r in records)), "loss")
-            valid = [r[metric] for r in records if r.get("split") == "valid" and metric in r]
-            best = (max(valid) if metric == "accuracy" else min(valid)) if valid else None
-            test = next((r.get(metric) for r in reversed(records) if r.get("split") == "test"), None)
-            epochs = max((r["epoch"] for r in records if r.get("split") == "train"), default=0)
-            elapsed = max((r.get("elapsed", 0) for r in records), default=0)
-            rows.append([str(run.path.relative_to(runs_dir)), cfg.get("model", {}).get("type", "?"),
-                         cfg.get("data", {}).get("type", "?"), epochs, format_value(metric, best),
-                         format_value(metric, test), f"{elapsed:.0f}s", status.get("state", "unknown")])
+        for path in find_runs(runs_dir):
+            run = summarise_run(path)
+            rows.append([str(run.path.relative_to(runs_dir)), run.model_type, run.data_type, run.epochs,
+                         format_value(run.metric, run.best_valid), format_value(run.metric, run.test),
+                         f"{run.elapsed:.0f}s", run.state])
         if not rows:
             fail(f"{runs_dir}: no runs found (no */config.yaml below it)", 1)
         print_table(None, ["run", "model", "data", "epochs", "best valid", "test", "wall time", "state"], rows)

@@ -39,6 +39,16 @@ def default_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     return Path("~/.cache/nnctl").expanduser()
 
 
+def find_file(path: str, data_dir: str | os.PathLike | None) -> Path:
+    """A relative path is looked up in the working directory, then in the data directory."""
+    candidate = Path(path).expanduser()
+    if not candidate.is_absolute() and not candidate.exists() and data_dir:
+        in_data_dir = Path(data_dir).expanduser() / candidate
+        if in_data_dir.exists():
+            return in_data_dir
+    return candidate
+
+
 def md5sum(path: Path) -> str:
     digest = hashlib.md5()
     with open(path, "rb") as handle:

@@ -10,13 +10,13 @@ carried from one window to the next must continue the same text.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from nnctl.data.base import DATASETS, Dataset
 from nnctl.data.corpus import TextCorpus
+from nnctl.data.download import find_file
 from nnctl.data.text import Vocab
 from nnctl.errors import DataError
 
@@ -135,15 +135,7 @@ class TextFiles(LanguageModelData):
             raise ValueError(f"max_vocab must be >= 2 (a word and <unk>), got {max_vocab}")
         if min_count < 1:
             raise ValueError(f"min_count must be >= 1, got {min_count}")
-        paths = {split: _find(p, data_dir) for split, p in (("train", train), ("valid", valid), ("test", test))}
+        paths = {split: find_file(p, data_dir) for split, p in (("train", train), ("valid", valid), ("test", test))}
         corpus = TextCorpus(paths, max_vocab=max_vocab, min_count=min_count, vocab=vocab)
         super().__init__(corpus, batch_size, bptt)
 
-
-def _find(path: str, data_dir: str | None) -> Path:
-    candidate = Path(path).expanduser()
-    if not candidate.is_absolute() and not candidate.exists() and data_dir:
-        in_data_dir = Path(data_dir).expanduser() / candidate
-        if in_data_dir.exists():
-            return in_data_dir
-    return candidate

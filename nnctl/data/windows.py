@@ -25,7 +25,6 @@ Evaluation splits (rng=None) use the full window, no sub-sampling, in corpus ord
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Iterator, NamedTuple
 
 import numpy as np
@@ -33,6 +32,7 @@ import scipy.sparse as sp
 
 from nnctl.data.base import DATASETS, Dataset
 from nnctl.data.corpus import TextCorpus
+from nnctl.data.download import find_file
 from nnctl.data.sampling import keep_probabilities
 from nnctl.data.text import EOS, Vocab
 from nnctl.errors import DataError
@@ -159,15 +159,6 @@ def _targets(sentence: np.ndarray) -> np.ndarray:
     return np.flatnonzero(same_as_prev | same_as_next)
 
 
-def _find(path: str, data_dir: str | None) -> Path:
-    """A relative path is looked up in the working directory, then in the data directory."""
-    candidate = Path(path).expanduser()
-    if not candidate.is_absolute() and not candidate.exists() and data_dir:
-        in_data_dir = Path(data_dir).expanduser() / candidate
-        if in_data_dir.exists():
-            return in_data_dir
-    return candidate
-
 
 @DATASETS.register("ptb_cbow")
 class PTBWindows(ContextWindows):
@@ -201,6 +192,6 @@ class TextWindows(ContextWindows):
             raise ValueError(f"max_vocab must be >= 2 (a word and <unk>), got {max_vocab}")
         if min_count < 1:
             raise ValueError(f"min_count must be >= 1, got {min_count}")
-        paths = {split: _find(p, data_dir) for split, p in (("train", train), ("valid", valid), ("test", test))}
+        paths = {split: find_file(p, data_dir) for split, p in (("train", train), ("valid", valid), ("test", test))}
         corpus = TextCorpus(paths, max_vocab=max_vocab, min_count=min_count, vocab=vocab)
         super().__init__(corpus, batch_size, window, subsample, dynamic_window)

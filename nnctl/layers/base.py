@@ -124,10 +124,30 @@ class Layer:
         return out
 
     def set_buffer(self, dotted_name: str, value) -> None:
+        from nnctl.backend import get_xp
+
         *path, attr = dotted_name.split(".")
         layers = dict(self.named_layers())
         layer = layers[".".join(path)]
-        getattr(layer, attr)[...] = value
+        target = getattr(layer, attr)
+        target[...] = get_xp(target).asarray(value)
+
+    def to(self, device: str) -> "Layer":
+        """Move every Param (data, grad, touched rows) and buffer to "cpu" or "gpu", in place.
+
+        Build the optimizer after this: its state arrays are made like the Params' data.
+        A tied Param is one object, so it is moved once and stays shared.
+        """
+        from nnctl.backend import to_device
+
+        for p in self.params():
+            p.data, p.grad = to_device(p.data, device), to_device(p.grad, device)
+            if p.touched_rows is not None:
+                p.touched_rows = to_device(p.touched_rows, device)
+        for _, layer in self.named_layers():
+            for buffer in layer.buffer_names:
+                setattr(layer, buffer, to_device(getattr(layer, buffer), device))
+        return self
 
     def num_params(self) -> int:
         return sum(p.data.size for p in self.params())

@@ -23,7 +23,7 @@ import numpy as np
 
 from nnctl.backend import get_xp, scatter_add
 from nnctl.layers.base import Layer, Param
-from nnctl.layers.embedding import sum_rows_by_id
+from nnctl.layers.embedding import output_weight, sum_rows_by_id
 
 
 class DecoderCrossEntropy(Layer):
@@ -36,11 +36,7 @@ class DecoderCrossEntropy(Layer):
 
     def __init__(self, in_dim: int, vocab_size: int, *, rng: np.random.Generator,
                  weight: Param | None = None, init_scale: float = 0.1, dtype=np.float32):
-        if weight is None:
-            weight = Param.init(rng.uniform(-init_scale, init_scale, (vocab_size, in_dim)), dtype)
-        elif weight.shape != (vocab_size, in_dim):
-            raise ValueError(f"a tied weight must have shape {(vocab_size, in_dim)}, got {weight.shape}")
-        self.W = weight
+        self.W = output_weight(in_dim, vocab_size, rng=rng, weight=weight, init_scale=init_scale, dtype=dtype)
         self.b = Param.init(np.zeros(vocab_size), dtype)
         self._W_aug = None
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnctl.backend import get_xp
 from nnctl.functional import sigmoid
 from nnctl.layers.base import Layer, Param
 from nnctl.layers.init import check_init, initial_weights
@@ -42,7 +43,7 @@ class ReLU(Layer):
 
     def forward(self, x):
         self.positive = x > 0
-        return np.maximum(x, 0, dtype=x.dtype)
+        return get_xp(x).maximum(x, 0, dtype=x.dtype)
 
     def backward(self, dy):
         return dy * self.positive
@@ -63,7 +64,7 @@ class Tanh(Layer):
     """y = tanh(x);  dx = dy * (1 - y²)."""
 
     def forward(self, x):
-        self.y = np.tanh(x)
+        self.y = get_xp(x).tanh(x)
         return self.y
 
     def backward(self, dy):
@@ -75,7 +76,9 @@ class Dropout(Layer):
     probability p and the survivors are scaled by 1/(1-p), so the expected activation is
     unchanged and evaluation is the identity (no rescaling at test time).
 
-    The mask is drawn from `self.rng`, an injected np.random.Generator.
+    The mask is drawn from `self.rng`, an injected np.random.Generator, on the host (so
+    its state is checkpointed and a run draws the same masks on CPU or GPU), then moved
+    to x's device.
     """
 
     def __init__(self, p: float = 0.5, *, rng: np.random.Generator, dtype=np.float32):
@@ -91,7 +94,8 @@ class Dropout(Layer):
             return x
         keep = self.rng.random(x.shape, dtype=x.dtype)  # uniform [0, 1), float32 or float64
         # scale = mask / (1 - p), in x's dtype so a float32 x stays float32
-        self.scale = (keep >= self.p).astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
+        scale = (keep >= self.p).astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
+        self.scale = scale if get_xp(x) is np else get_xp(x).asarray(scale)
         return x * self.scale
 
     def backward(self, dy):

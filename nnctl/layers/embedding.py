@@ -61,6 +61,15 @@ class Embedding(Layer):
         return None
 
 
+def output_weight(in_dim: int, vocab_size: int, *, rng, weight: Param | None, init_scale: float, dtype) -> Param:
+    """The (V, H) output matrix: `weight` when tied (checked for shape), else a new one."""
+    if weight is None:
+        return Param.init(rng.uniform(-init_scale, init_scale, (vocab_size, in_dim)), dtype)
+    if weight.shape != (vocab_size, in_dim):
+        raise ValueError(f"a tied weight must have shape {(vocab_size, in_dim)}, got {weight.shape}")
+    return weight
+
+
 class OutputProjection(Layer):
     """logits = h @ W.T + b.   h: (..., H) -> logits: (..., V).   W: (V, H), b: (V,).
 
@@ -70,11 +79,7 @@ class OutputProjection(Layer):
 
     def __init__(self, in_dim: int, vocab_size: int, *, rng: np.random.Generator,
                  weight: Param | None = None, init_scale: float = 0.1, dtype=np.float32):
-        if weight is None:
-            weight = Param.init(rng.uniform(-init_scale, init_scale, (vocab_size, in_dim)), dtype)
-        elif weight.shape != (vocab_size, in_dim):
-            raise ValueError(f"a tied weight must have shape {(vocab_size, in_dim)}, got {weight.shape}")
-        self.W = weight
+        self.W = output_weight(in_dim, vocab_size, rng=rng, weight=weight, init_scale=init_scale, dtype=dtype)
         self.b = Param.init(np.zeros(vocab_size), dtype)
 
     def forward(self, h):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnctl.backend import get_xp
 from nnctl.functional import log_softmax
 from nnctl.layers.base import Layer
 
@@ -27,15 +28,16 @@ class SoftmaxCrossEntropy(Layer):
         self.ignore_index = ignore_index
 
     def forward(self, logits, targets):
+        xp = get_xp(logits)
         C = logits.shape[-1]
         z = logits.reshape(-1, C)  # (M, C)
-        t = np.asarray(targets).reshape(-1)  # (M,)
+        t = xp.asarray(targets).reshape(-1)  # (M,)
         if t.shape[0] != z.shape[0]:
-            raise ValueError(f"targets shape {np.shape(targets)} does not match logits shape {logits.shape}")
+            raise ValueError(f"targets shape {t.shape} does not match logits shape {logits.shape}")
         self.keep = None if self.ignore_index is None else t != self.ignore_index
-        safe_t = t if self.keep is None else np.where(self.keep, t, 0)  # any valid column for ignored items
+        safe_t = t if self.keep is None else xp.where(self.keep, t, 0)  # any valid column for ignored items
         self.logp = log_softmax(z)  # (M, C)
-        picked = self.logp[np.arange(z.shape[0]), safe_t]  # (M,)
+        picked = self.logp[xp.arange(z.shape[0]), safe_t]  # (M,)
         if self.keep is not None:
             picked = picked * self.keep
         self.count = int(z.shape[0] if self.keep is None else self.keep.sum())
@@ -44,8 +46,9 @@ class SoftmaxCrossEntropy(Layer):
         return self.loss_sum / max(self.count, 1)
 
     def backward(self, dout=1.0):
-        dz = np.exp(self.logp)  # softmax, (M, C)
-        dz[np.arange(dz.shape[0]), self.targets] -= 1
+        xp = get_xp(self.logp)
+        dz = xp.exp(self.logp)  # softmax, (M, C)
+        dz[xp.arange(dz.shape[0]), self.targets] -= 1
         scale = dz.dtype.type(dout / max(self.count, 1))
         if self.keep is not None:
             dz *= (self.keep * scale).astype(dz.dtype)[:, None]

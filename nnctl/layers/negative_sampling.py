@@ -21,20 +21,21 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from nnctl.backend import distinct_rows
 from nnctl.data.sampling import UnigramSampler
 from nnctl.functional import sigmoid
 from nnctl.layers.base import Layer, Param
 
 
-def row_gradients(ids: np.ndarray, weights: np.ndarray, indptr: np.ndarray, dout: np.ndarray):
+def row_gradients(ids: np.ndarray, weights: np.ndarray, indptr: np.ndarray, dout: np.ndarray, num_rows: int):
     """Σ_e weights[e] · dout[n(e)], grouped by ids[e]; entries indptr[n]:indptr[n+1] belong to example n.
 
     Returns (rows (U,) distinct ids, grads (U, D)). The (U × N) matrix is built in CSC form
     straight from `indptr` (no sorting), and duplicate (row, example) pairs simply add up
     in the product.
     """
-    rows, inverse = np.unique(ids, return_inverse=True)
-    scatter = sp.csc_matrix((weights, inverse.reshape(-1), indptr), shape=(len(rows), dout.shape[0]))
+    rows, inverse = distinct_rows(ids, num_rows)
+    scatter = sp.csc_matrix((weights, inverse, indptr), shape=(len(rows), dout.shape[0]))
     return rows, np.asarray(scatter @ dout)
 
 
@@ -65,7 +66,7 @@ class EmbeddingMean(Layer):
     def backward(self, dh):
         # dL/dW[r] = Σ_{(n, c): ids[n, c] = r} dh_n / |C_n|
         flat_ids, weights, indptr = self.cache
-        rows, grads = row_gradients(flat_ids, weights, indptr, dh)
+        rows, grads = row_gradients(flat_ids, weights, indptr, dh, self.W.data.shape[0])
         self.W.add_rows(rows, grads)
         return None  # ids are not differentiable
 
@@ -76,9 +77,13 @@ class EmbeddingDot(Layer):
     h: (N, D), ids: (N, K) → s: (N, K).
     """
 
-    def __init__(self, vocab_size: int, dim: int, *, dtype=np.float32):
-        # word2vec.c starts the output vectors at zero
-        self.W = Param.init(np.zeros((vocab_size, dim)), dtype, sparse=True)
+    def __init__(self, vocab_size: int, dim: int, *, init_scale: float = 0.0,
+                 rng: np.random.Generator | None = None, dtype=np.float32):
+        # word2vec.c starts the output vectors at zero (init_scale 0); otherwise uniform in ±init_scale/D
+        init = np.zeros((vocab_size, dim))
+        if init_scale:
+            init = (rng.random((vocab_size, dim)) * 2 - 1) * init_scale / dim
+        self.W = Param.init(init, dtype, sparse=True)
 
     def forward(self, h, ids):
         ids = np.asarray(ids)
@@ -91,7 +96,7 @@ class EmbeddingDot(Layer):
         dh = np.einsum("nk,nkd->nd", ds, self.rows)  # Σ_j ds_nj · W[ids_nj]
         # dL/dW[r] = Σ_{(n, j): ids[n, j] = r} ds[n, j] · h_n
         indptr = np.arange(0, N * K + 1, K)
-        rows, grads = row_gradients(self.ids.reshape(-1), ds.reshape(-1), indptr, self.h)
+        rows, grads = row_gradients(self.ids.reshape(-1), ds.reshape(-1), indptr, self.h, self.W.data.shape[0])
         self.W.add_rows(rows, grads)
         return dh
 
@@ -112,10 +117,10 @@ class NegativeSamplingLoss(Layer):
     """
 
     def __init__(self, vocab_size: int, dim: int, negatives: int, sampler: UnigramSampler,
-                 *, rng: np.random.Generator, dtype=np.float32):
+                 *, rng: np.random.Generator, init_scale: float = 0.0, dtype=np.float32):
         if negatives < 1:
             raise ValueError(f"negatives must be >= 1, got {negatives}")
-        self.dot = EmbeddingDot(vocab_size, dim, dtype=dtype)
+        self.dot = EmbeddingDot(vocab_size, dim, init_scale=init_scale, rng=rng, dtype=dtype)
         self.negatives = int(negatives)
         self.sampler = sampler
         self.rng = rng

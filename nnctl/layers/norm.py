@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnctl.backend import get_xp
 from nnctl.layers.base import Layer, Param
 
 
@@ -42,34 +43,42 @@ class BatchNorm(Layer):
         self.eps = eps
 
     def forward(self, x):
+        xp = get_xp(x)
         C = x.shape[-1]
         x2d = x.reshape(-1, C)  # (M, C)
+        M = x2d.shape[0]
         if self.training:
-            M = x2d.shape[0]
-            mu = x2d.mean(axis=0)
+            mu = x2d.sum(axis=0) / M
             centred = x2d - mu
-            var = np.mean(centred * centred, axis=0)
+            var = xp.einsum("mc,mc->c", centred, centred) / M  # no (M, C) temporary for centred**2
             m = self.momentum
             self.running_mean[...] = m * self.running_mean + (1 - m) * mu
             self.running_var[...] = m * self.running_var + (1 - m) * var * (M / max(M - 1, 1))
         else:
-            centred = x2d - self.running_mean
-            var = self.running_var
-        self.inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)  # (C,)
-        self.xhat = centred * self.inv_std  # (M, C)
-        y = self.xhat * self.gamma.data + self.beta.data
+            mu, var = self.running_mean, self.running_var
+            centred = x2d - mu
+        inv_std = (1.0 / xp.sqrt(var + self.eps)).astype(x.dtype)  # (C,)
+        self.centred, self.inv_std = centred, inv_std  # xhat = centred * inv_std, never materialised
+        scale = self.gamma.data * inv_std
+        y = centred * scale  # = gamma * xhat
+        y += self.beta.data
         return y.reshape(x.shape)
 
     def backward(self, dy):
         shape = dy.shape
-        dy2d = dy.reshape(-1, shape[-1])
-        self.gamma.grad += np.sum(dy2d * self.xhat, axis=0)
-        self.beta.grad += dy2d.sum(axis=0)
-        dxhat = dy2d * self.gamma.data
+        dy2d = dy.reshape(-1, shape[-1])  # (M, C)
+        M = dy2d.shape[0]
+        dbeta = dy2d.sum(axis=0)
+        dgamma = get_xp(dy2d).einsum("mc,mc->c", dy2d, self.centred) * self.inv_std  # sum(dy * xhat)
+        self.gamma.grad += dgamma
+        self.beta.grad += dbeta
+        scale = self.gamma.data * self.inv_std  # dy/dx through xhat alone
         if not self.training:  # fixed statistics: a per-channel affine map
-            return (dxhat * self.inv_std).reshape(shape)
+            return (dy2d * scale).reshape(shape)
         # mu and var depend on every x in the batch:
-        # dx = inv_std * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
-        dx = dxhat - dxhat.mean(axis=0) - self.xhat * np.mean(dxhat * self.xhat, axis=0)
-        dx *= self.inv_std
+        #   dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat))
+        #      = scale * dy - centred * (scale * inv_std * dgamma / M) - scale * dbeta / M
+        dx = dy2d * scale
+        dx -= self.centred * (scale * self.inv_std * dgamma / M)
+        dx -= scale * dbeta / M
         return dx.reshape(shape)

@@ -37,6 +37,8 @@ class Model(Layer):
     # What the Trainer reports besides the loss: "accuracy", "perplexity" or "loss".
     metric: str = "loss"
     trainable: bool = True
+    # Where the model can run. Layers built on SciPy sparse products (CBOW's) are host-only.
+    devices: tuple[str, ...] = ("cpu", "gpu")
 
     def loss(self, batch: Any, state: Any = None) -> tuple[LossOutput, Any]:
         raise NotImplementedError

@@ -24,19 +24,26 @@ from nnctl.models.base import MODELS, LossOutput, Model
 class CBOW(Model):
     """vector_size D; `negatives` noise words per example from unigram^noise_power.
 
+    W_in starts uniform in ±0.5/D and W_out at zero, as in word2vec.c; `output_init` > 0
+    starts W_out uniform in ±output_init/D instead (the gradient check uses it: with
+    W_out = 0 the gradient reaching W_in is exactly zero and checks nothing).
+
     Data: a context-window data set (`ptb_cbow`, `text_cbow`) decides the window and
     sub-sampling and supplies `vocab_size`; the noise distribution comes from the word
     counts the vocabulary carries (saved with the run, so a reloaded model draws alike).
     """
 
     metric = "loss"
+    devices = ("cpu",)  # negative-sampling layers use SciPy sparse products
 
     def __init__(self, vector_size: int = 100, negatives: int = 5, noise_power: float = 0.75,
-                 *, vocab_size: int, vocab: Vocab, rng: np.random.Generator, dtype=np.float32):
+                 output_init: float = 0.0, *, vocab_size: int, vocab: Vocab, rng: np.random.Generator, dtype=np.float32):
         if vector_size <= 0:
             raise ValueError(f"vector_size must be > 0, got {vector_size}")
         if negatives <= 0:
             raise ValueError(f"negatives must be > 0, got {negatives}")
+        if output_init < 0:
+            raise ValueError(f"output_init must be >= 0 (0: output vectors start at zero, as word2vec), got {output_init}")
         if not 0 <= noise_power <= 1:
             raise ValueError(f"noise_power must be in [0, 1] (word2vec uses 0.75), got {noise_power}")
         if vocab is None or len(vocab) != vocab_size:
@@ -49,7 +56,8 @@ class CBOW(Model):
                              "rebuild it from the corpus (vocab.txt holds word<TAB>count)")
         sampler = UnigramSampler(counts, power=noise_power)
         self.context = EmbeddingMean(vocab_size, vector_size, rng=rng, dtype=dtype)
-        self.output = NegativeSamplingLoss(vocab_size, vector_size, negatives, sampler, rng=rng, dtype=dtype)
+        self.output = NegativeSamplingLoss(vocab_size, vector_size, negatives, sampler, rng=rng,
+                                           init_scale=output_init, dtype=dtype)
 
     def loss(self, batch, state=None):
         h = self.context.forward(batch.context, batch.mask)  # (N, D)
@@ -63,13 +71,13 @@ class CBOW(Model):
 
     @classmethod
     def gradcheck_case(cls, config, rng):
-        """Vector size 4, 3 noise words, 9 words, 5 examples of 4 context slots."""
+        """Vector size 4, 3 noise words, random W_out, 9 words, 5 examples of 4 context slots."""
         V = 9
         vocab = Vocab([f"w{i}" for i in range(V)], list(range(V, 0, -1)))
         context = rng.integers(0, V, size=(5, 4))
         mask = rng.random((5, 4)) < 0.7
         mask[:, 0] = True  # every example keeps at least one context word
-        small = {**config, "vector_size": 4, "negatives": 3}
+        small = {**config, "vector_size": 4, "negatives": 3, "output_init": 2.0}
         return small, {"vocab_size": V, "vocab": vocab}, ContextBatch(context, mask, rng.integers(0, V, size=5))
 
     def word_vectors(self) -> np.ndarray:

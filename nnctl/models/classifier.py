@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from nnctl.layers import Dropout, Layer, ReLU, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh
 from nnctl.models.base import LossOutput, Model
 
@@ -45,6 +47,29 @@ class Classifier(Model):
 
     def backward(self) -> None:
         self.net.backward(self.criterion.backward(1.0))
+
+    @classmethod
+    def gradcheck_case(cls, config, rng):
+        """`nnctl gradcheck`: the configured model shrunk (`shrink`) on 4 random images
+        of the smallest size from 6x6 up that its layers fit, 3 classes."""
+        from nnctl.errors import ConfigError
+        from nnctl.registry import construct
+
+        small = cls.shrink({k: v for k, v in config.items() if k != "type"})
+        for size in range(6, 65):
+            extras = {"input_shape": (size, size, 1), "num_classes": 3}
+            try:
+                construct(cls, small, "model", {**extras, "rng": np.random.default_rng(0), "dtype": np.float64})
+                break
+            except ConfigError:  # too small for the kernels and pools: try a larger image
+                continue
+        batch = (rng.standard_normal((4, size, size, 1)), rng.integers(0, 3, 4))
+        return {"type": config["type"], **small}, extras, batch
+
+    @classmethod
+    def shrink(cls, config: dict) -> dict:
+        """The config with every width cut to a few units, so central differences are cheap."""
+        raise NotImplementedError
 
     def predict(self, x):
         """Class ids (N,)."""

@@ -8,15 +8,18 @@ Block language (one mapping per block; the kind key carries the main number):
     {dropout: 0.5}
 
 Every conv and dense block is followed by the model's activation; batch_norm (per block,
-default: the model-level `batch_norm`) goes between the layer and the activation. A final
+default: the model-level `batch_norm`) goes between the layer and the activation, and a
+conv followed by batch norm has no bias (beta plays its part). A final
 Linear to the classes is always added, and Flatten wherever the first dense layer needs it.
 
 Images are channels-last, (N, H, W, C) (see nnctl/layers/conv.py).
 
 Two rewrites that change the speed, not the function:
-* conv → pool → act is built as conv → pool → act even if it reads conv, act, pool:
-  max-pooling commutes with any non-decreasing activation (ReLU, sigmoid, tanh), and
-  applying the activation after pooling touches a quarter of the values.
+* [conv block, pool block] is built as conv → pool → [BatchNorm] → act: max-pooling
+  commutes with any non-decreasing activation (ReLU, sigmoid, tanh), so the activation
+  may follow the pool and touches a quarter of the values. Batch norm does not commute
+  with max (gamma may be negative), so moving it after the pool is a (standard) choice,
+  not a rewrite: it normalises the pooled map, at a quarter of the cost.
 * The first conv layer does not compute the gradient with respect to the image.
 """
 
@@ -111,13 +114,11 @@ class CNN(Classifier):
         act = ACTIVATIONS[activation]
         layers: list[Layer] = []
         shape = tuple(int(s) for s in input_shape)  # (H, W, C) while spatial, (D,) after the first dense
-        pending_act = False  # a conv's activation, deferred past a following pool
+        pending: list[Layer] = []  # a conv's [BatchNorm, activation], deferred past a following pool
 
         def flush():
-            nonlocal pending_act
-            if pending_act:
-                layers.append(act())
-                pending_act = False
+            layers.extend(pending)
+            pending.clear()
 
         for index, block in enumerate(blocks):
             kind, o = parse_block(index, block)
@@ -133,18 +134,19 @@ class CNN(Classifier):
                 if OH < 1 or OW < 1:
                     raise ValueError(f"{where}: kernel {k} does not fit the {H}x{W} input (padding {p}); "
                                      f"use a smaller kernel or more padding")
-                layers.append(Conv2d(C, o["conv"], k, s, p, needs_input_grad=bool(layers),
+                layers.append(Conv2d(C, o["conv"], k, s, p, bias=not bn, needs_input_grad=bool(layers),
                                      init=init, rng=rng, dtype=dtype))
-                if bn:
-                    layers.append(BatchNorm(o["conv"], dtype=dtype))
-                shape, pending_act = (OH, OW, o["conv"]), True
+                pending.extend([BatchNorm(o["conv"], dtype=dtype)] if bn else [])
+                pending.append(act())
+                shape = (OH, OW, o["conv"])
             elif kind == "pool":
                 H, W, C = shape
                 P, s = o["pool"], o["stride"]
                 if P > H or P > W:
                     raise ValueError(f"{where}: pool {P} does not fit the {H}x{W} input; use a smaller pool")
-                layers.append(MaxPool2d(P, s))  # before the deferred activation: they commute
+                layers.append(MaxPool2d(P, s))  # before the deferred [BatchNorm,] activation
                 shape = ((H - P) // s + 1, (W - P) // s + 1, C)
+                flush()
             elif kind == "dense":
                 flush()
                 if len(shape) == 3:
@@ -164,3 +166,15 @@ class CNN(Classifier):
             shape = (int(np.prod(shape)),)
         layers.append(Linear(shape[0], num_classes, init="xavier", rng=rng, dtype=dtype))
         self._finish(layers)
+
+    @classmethod
+    def shrink(cls, config: dict) -> dict:
+        def small(block):
+            block = dict(block)
+            for kind, limit in (("conv", 3), ("dense", 5)):
+                if isinstance(block.get(kind), int) and not isinstance(block[kind], bool):
+                    block[kind] = min(block[kind], limit)
+            return block
+
+        return {**config, "blocks": [small(b) if isinstance(b, dict) else b
+                                     for b in config.get("blocks", SIMPLE_CONV_NET)]}

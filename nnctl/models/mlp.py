@@ -42,3 +42,7 @@ class MLP(Classifier):
         # the output layer feeds a softmax, not an activation: Xavier scale keeps logits small
         layers.append(Linear(width, num_classes, init="xavier", rng=rng, dtype=dtype))
         self._finish(layers)
+
+    @classmethod
+    def shrink(cls, config: dict) -> dict:
+        return {**config, "hidden_sizes": [min(size, 5) for size in config.get("hidden_sizes", [256, 256])]}

@@ -35,6 +35,21 @@ def positive_pmi(counts: sp.spmatrix, context_power: float = 0.75) -> sp.csr_mat
     return sp.csr_matrix((pmi[keep], (rows[keep], cols[keep])), shape=counts.shape)
 
 
+def orthonormal_columns(Y: np.ndarray) -> np.ndarray:
+    """An orthonormal basis (m, r) of the column space of Y (m, k), r <= k.
+
+    CholeskyQR2 done with a k x k eigen-decomposition: Y = Q R with Q = Y V Λ^-1/2 where
+    YᵀY = V Λ Vᵀ, applied twice for accuracy. It costs two (m, k) products and a tiny
+    eigh, where LAPACK's Householder QR of a tall matrix was ~100x slower on a busy
+    2-core machine (thread oversubscription in the multi-threaded QR).
+    """
+    for _ in range(2):
+        eigenvalues, V = np.linalg.eigh(Y.T @ Y)
+        keep = eigenvalues > eigenvalues.max() * 1e-12  # drop directions lost to rounding
+        Y = Y @ (V[:, keep] / np.sqrt(eigenvalues[keep]))
+    return Y
+
+
 def randomized_svd(matrix, rank: int, *, rng: np.random.Generator, oversample: int = 20,
                    power_iterations: int = 4):
     """Top-`rank` singular triplets (U (m, r), s (r,), Vt (r, n)) of a (sparse) matrix.
@@ -42,17 +57,21 @@ def randomized_svd(matrix, rank: int, *, rng: np.random.Generator, oversample: i
     Halko et al. 2011, algorithms 4.4 + 5.1: find an orthonormal basis Q of the range of
     A Ω (Ω Gaussian, rank + oversample columns), sharpened by power iterations
     (re-orthonormalised each time so the small singular values do not drown), then take
-    the exact SVD of the small matrix Qᵀ A.
+    the SVD of the small matrix B = Qᵀ A through the eigen-decomposition of B Bᵀ.
     """
     m, n = matrix.shape
     width = min(rank + oversample, min(m, n))
-    Q, _ = np.linalg.qr(matrix @ rng.standard_normal((n, width)))
+    Q = orthonormal_columns(np.asarray(matrix @ rng.standard_normal((n, width))))
     for _ in range(power_iterations):
-        Z, _ = np.linalg.qr(matrix.T @ Q)
-        Q, _ = np.linalg.qr(matrix @ Z)
-    small = np.asarray((matrix.T @ Q).T)  # Qᵀ A, (width, n)
-    Ub, s, Vt = np.linalg.svd(small, full_matrices=False)
-    return Q @ Ub[:, :rank], s[:rank], Vt[:rank]
+        Z = orthonormal_columns(np.asarray(matrix.T @ Q))
+        Q = orthonormal_columns(np.asarray(matrix @ Z))
+    B = np.asarray(matrix.T @ Q).T  # Qᵀ A, (width, n)
+    squares, Ub = np.linalg.eigh(B @ B.T)  # B Bᵀ = Ub Σ² Ubᵀ, ascending
+    order = np.argsort(squares)[::-1][:rank]
+    s = np.sqrt(np.maximum(squares[order], 0.0))
+    Ub = Ub[:, order]
+    Vt = (Ub.T @ B) / np.where(s > 0, s, 1.0)[:, None]
+    return Q @ Ub, s, Vt
 
 
 @MODELS.register("ppmi_svd")
@@ -65,6 +84,7 @@ class PPMISVD(Model):
 
     trainable = False
     metric = "loss"
+    devices = ("cpu",)  # SciPy sparse counts and a host SVD
     buffer_names = ("vectors",)
 
     def __init__(self, vector_size: int = 100, context_power: float = 0.75, eig_power: float = 0.5,

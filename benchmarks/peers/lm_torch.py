@@ -1,0 +1,116 @@
+"""PyTorch CPU peer: the same word-level LSTM LM as nnctl's lstm_lm, on the same PTB windows.
+
+embedding -> dropout -> nn.LSTM(layers, inter-layer dropout) -> dropout -> linear decoder
+(tied to the embedding if asked); truncated BPTT with the state carried (detached), SGD,
+gradient-norm clipping; float32. After the shared /work/shared/bench/lm_torch.py, cut
+down to a timed window: prints "RESULT {json}" with train and eval tokens/s.
+"""
+import argparse
+import os
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import Window, emit  # noqa: E402
+
+
+def read_ids(data_dir):
+    vocab, splits = {}, {}
+    for name in ("train", "valid"):
+        ids = []
+        with open(os.path.join(data_dir, f"ptb.{name}.txt"), encoding="utf-8") as fh:
+            for line in fh:
+                for tok in line.split() + ["<eos>"]:
+                    ids.append(vocab.setdefault(tok, len(vocab)))
+        splits[name] = torch.tensor(ids, dtype=torch.long)
+    return vocab, splits
+
+
+def windows(ids, batch_size, bptt):
+    """Time-major (T, N) windows over batch_size parallel streams, forever (epoch after epoch)."""
+    steps = ids.numel() // batch_size
+    streams = ids[: steps * batch_size].view(batch_size, steps).t().contiguous()
+    while True:
+        for start in range(0, steps - 1, bptt):
+            n = min(bptt, steps - 1 - start)
+            yield streams[start:start + n], streams[start + 1:start + 1 + n]
+
+
+class WordLSTM(nn.Module):
+    def __init__(self, vocab_size, emb, hidden, layers, dropout, tied):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, emb)
+        self.drop = nn.Dropout(dropout)
+        self.lstm = nn.LSTM(emb, hidden, num_layers=layers, dropout=dropout if layers > 1 else 0.0)
+        self.proj = nn.Linear(hidden, vocab_size)
+        nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+        nn.init.zeros_(self.proj.bias)
+        if tied:
+            self.proj.weight = self.embed.weight
+        else:
+            nn.init.uniform_(self.proj.weight, -0.1, 0.1)
+
+    def forward(self, x, state):
+        h, state = self.lstm(self.drop(self.embed(x)), state)
+        return self.proj(self.drop(h)).reshape(-1, self.proj.out_features), state
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data", required=True, help="folder with ptb.{train,valid}.txt")
+    ap.add_argument("--emb", type=int, default=200)
+    ap.add_argument("--hidden", type=int, default=200)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--dropout", type=float, default=0.2)
+    ap.add_argument("--tied", action="store_true")
+    ap.add_argument("--batch-size", type=int, default=20)
+    ap.add_argument("--bptt", type=int, default=35)
+    ap.add_argument("--eval-batch-size", type=int, default=10)
+    ap.add_argument("--lr", type=float, default=20.0)
+    ap.add_argument("--clip", type=float, default=0.25)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--eval-seconds", type=float, default=10.0)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(1)
+    vocab, splits = read_ids(args.data)
+    model = WordLSTM(len(vocab), args.emb, args.hidden, args.layers, args.dropout, args.tied)
+    opt = torch.optim.SGD(model.parameters(), lr=args.lr)
+    params = list(model.parameters())
+
+    model.train()
+    state, win = None, Window(args.warmup, args.seconds)
+    for x, y in windows(splits["train"], args.batch_size, args.bptt):
+        state = None if state is None else tuple(s.detach() for s in state)
+        opt.zero_grad(set_to_none=True)
+        logits, state = model(x, state)
+        loss = F.cross_entropy(logits, y.reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, args.clip)
+        opt.step()
+        loss.item()
+        if win.tick(y.numel()):
+            break
+
+    model.eval()
+    state, ewin = None, Window(2, args.eval_seconds)
+    with torch.no_grad():
+        for x, y in windows(splits["valid"], args.eval_batch_size, args.bptt):
+            logits, state = model(x, state)
+            F.cross_entropy(logits, y.reshape(-1), reduction="sum").item()
+            if ewin.tick(y.numel()):
+                break
+    emit({"peer": f"torch {torch.__version__}", "threads": torch.get_num_threads(),
+          "train_per_s": win.rate, "train_items": win.items, "train_s": win.elapsed,
+          "eval_per_s": ewin.rate, "eval_items": ewin.items, "eval_s": ewin.elapsed})
+
+
+if __name__ == "__main__":
+    main()

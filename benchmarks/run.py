@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""nnctl benchmark suite: throughput, memory, matrix-product share and bound, peers side by side.
+
+    python3 benchmarks/run.py --data-dir /work/shared/data [--only lm,cnn,cbow] [--quick]
+                              [--json out.json] [--peer-python /tmp/peers/bin/python]
+
+Each workload runs in its own process (benchmarks/worker.py) so its peak resident memory
+is its own; the peer (PyTorch or gensim, run with --peer-python as a subprocess) runs
+right after it on the same work, so each ratio compares figures taken a minute apart.
+See benchmarks/README.md for what every figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+import profile_share  # noqa: E402
+
+DEFAULT_PEER_PYTHON = "/tmp/peers/bin/python"
+
+# Reference figures of the book's NumPy code (Saito, "Deep Learning from Scratch" 1 and 2),
+# measured on this kind of machine (/work/shared/bench/README.md); not re-run here.
+BOOK = {"lm_book": 5393, "lm_small": 2553, "lm_medium": 556, "lm_medium_eval": 943, "cnn": 1100, "cbow": 1855}
+
+# The figures to reach (peer ratio, in one run, 2 threads each).
+TARGETS = {("lm_book", "train"): 1.2, ("lm_small", "train"): 0.9, ("lm_medium", "train"): 0.75,
+           ("lm_medium", "eval"): 0.75, ("cnn", "train"): 0.5, ("cbow", "train"): 0.1}
+BOOK_TARGET = 3.0
+MEDIUM_RSS_LIMIT_MB = 1500
+
+GROUPS = {"lm": ["lm_book", "lm_small", "lm_medium"], "cnn": ["cnn"], "cbow": ["cbow"]}
+
+
+def plan(quick: bool) -> dict[str, dict]:
+    """Per-workload windows (seconds); --quick keeps the whole suite near 2-3 minutes."""
+    if quick:
+        lm = {"warmup": 3, "seconds": 6, "eval_seconds": 3, "profile_seconds": 3}
+        return {"lm_book": lm, "lm_small": {**lm, "profile_seconds": 5}, "lm_medium": {**lm, "seconds": 8},
+                "cnn": {"warmup": 5, "seconds": 5, "eval_seconds": 2, "profile_seconds": 3},
+                "cbow": {"epochs": 1, "eval_seconds": 2, "profile_seconds": 3}}
+    lm = {"warmup": 10, "seconds": 25, "eval_seconds": 8, "profile_seconds": 6}
+    return {"lm_book": lm, "lm_small": {**lm, "profile_seconds": 15}, "lm_medium": {**lm, "warmup": 5, "seconds": 40, "eval_seconds": 15},
+            "cnn": {"warmup": 20, "seconds": 20, "eval_seconds": 5, "profile_seconds": 6},
+            "cbow": {"epochs": 10, "eval_seconds": 5, "profile_seconds": 6}}
+
+
+def peer_python(requested: str | None) -> tuple[str | None, dict[str, bool]]:
+    """The interpreter for peers and which peers it can import (torch, gensim)."""
+    exe = requested or (DEFAULT_PEER_PYTHON if os.path.exists(DEFAULT_PEER_PYTHON) else None)
+    if exe is None:
+        return None, {"torch": False, "gensim": False}
+    has = {}
+    for module in ("torch", "gensim"):
+        try:
+            has[module] = subprocess.run([exe, "-c", f"import {module}"], capture_output=True,
+                                         timeout=120).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            has[module] = False
+    return exe, has
+
+
+def run_process(cmd: list[str], log, profile_to: Path | None = None, profile_seconds: float = 0,
+                timeout: float = 1800) -> dict | None:
+    """Run a workload, attaching py-spy between its PROFILE_START / PROFILE_END lines; its RESULT dict."""
+    log(f"  $ {' '.join(cmd)}")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    spy, result, deadline = None, None, time.monotonic() + timeout
+    for line in proc.stdout:
+        line = line.rstrip("\n")
+        if line == "PROFILE_START" and profile_to is not None:
+            spy = subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "--native", "--rate", "100",
+                                    "--duration", str(max(int(profile_seconds) - 1, 1)), "--format", "raw",
+                                    "-o", str(profile_to)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   text=True)
+        elif line == "PROFILE_END" and spy is not None:
+            _, err = spy.communicate(timeout=120)
+            if spy.returncode != 0:
+                log(f"  py-spy failed: {err.strip().splitlines()[-1] if err.strip() else spy.returncode}")
+        elif line.startswith("RESULT "):
+            result = json.loads(line[len("RESULT "):])
+        if time.monotonic() > deadline:
+            proc.kill()
+            log("  timed out")
+    err = proc.stderr.read()
+    proc.wait()
+    if proc.returncode != 0:
+        log(f"  failed (exit {proc.returncode}): {err.strip()[-800:]}")
+        return None
+    return result
+
+
+def peer_command(name: str, result: dict, exe: str, data_dir: Path, p: dict, vectors: Path) -> list[str]:
+    cfg = result["config"]
+    if name.startswith("lm_"):
+        m, d = cfg["model"], cfg["data"]
+        cmd = [exe, str(HERE / "peers" / "lm_torch.py"), "--data", str(data_dir / "ptb"),
+               "--emb", str(m["embed_dim"]), "--hidden", str(m["hidden_dim"]), "--layers", str(m["num_layers"]),
+               "--dropout", str(m["dropout"]), "--batch-size", str(d["batch_size"]), "--bptt", str(d["bptt"]),
+               "--eval-batch-size", str(result["eval_batch_size"]), "--lr", str(cfg["optimizer"]["lr"]),
+               "--clip", str(cfg["train"]["clip_grad_norm"]), "--warmup", str(p["warmup"]),
+               "--seconds", str(p["seconds"]), "--eval-seconds", str(p["eval_seconds"])]
+        return cmd + (["--tied"] if m["tie_weights"] else [])
+    if name == "cnn":
+        return [exe, str(HERE / "peers" / "img_torch.py"), "--data", str(data_dir / "fashion-mnist"),
+                "--batch", str(cfg["data"]["batch_size"]), "--eval-batch", str(result["eval_batch_size"]),
+                "--warmup", str(p["warmup"]), "--seconds", str(p["seconds"]), "--eval-seconds", str(p["eval_seconds"])]
+    return [exe, str(HERE / "peers" / "w2v_gensim.py"), "--corpus", str(data_dir / "ptb" / "ptb.train.txt"),
+            "--epochs", str(p["epochs"]), "--sample", str(cfg["data"]["subsample"]), "--vectors-out", str(vectors)]
+
+
+def word_quality(vectors_npy: str, data_dir: Path) -> dict:
+    """Analogy accuracy and similarity rho with nnctl's evaluator (the same for both tools)."""
+    import numpy as np
+
+    from nnctl import wordvec
+    from nnctl.data.text import Vocab
+
+    vectors = np.load(vectors_npy)
+    words = Path(vectors_npy).with_suffix(".txt").read_text(encoding="utf-8").split("\n")[: len(vectors)]
+    vocab = Vocab(words)
+    analogy = wordvec.evaluate_analogies(vectors, vocab, wordvec.eval_file("questions-words", str(data_dir)))
+    ws = wordvec.evaluate_similarity(vectors, vocab, wordvec.eval_file("wordsim353", str(data_dir)))
+    sl = wordvec.evaluate_similarity(vectors, vocab, wordvec.eval_file("simlex999", str(data_dir)))
+    return {"analogy_acc": analogy.overall.accuracy, "analogy_covered": analogy.overall.covered,
+            "wordsim353_rho": ws.spearman, "simlex999_rho": sl.spearman}
+
+
+def rows_for(name: str, r: dict) -> list[dict]:
+    """Table rows (train, eval) of one workload."""
+    nn, peer = r.get("nnctl") or {}, r.get("peer") or {}
+    rows = []
+    for phase in ("train", "eval"):
+        value = nn.get(f"{phase}_per_s")
+        if value is None:
+            continue
+        other = peer.get(f"{phase}_per_s")
+        gemm = nn.get(f"{phase}_gemm") or {}
+        book_key = name if phase == "train" else f"{name}_eval"
+        rows.append({
+            "workload": name, "phase": phase, "unit": f"{nn['unit']}/s",
+            "nnctl": value, "peer": other, "peer_name": peer.get("peer"),
+            "ratio": value / other if other else None, "target": TARGETS.get((name, phase)),
+            "book": BOOK.get(book_key), "x_book": value / BOOK[book_key] if book_key in BOOK else None,
+            "bound": gemm.get("bound_per_s"), "fraction_of_bound": gemm.get("fraction"),
+            "matmul_share": (r.get("profile") or {}).get("share", {}).get("dense matmul") if phase == "train" else None,
+            "peak_rss_mb": nn.get("peak_rss_mb") if phase == "train" else None,
+            "peer_peak_rss_mb": peer.get("peak_rss_mb") if phase == "train" else None,
+        })
+    return rows
+
+
+def fmt(value, spec: str = ",.0f", none: str = "-") -> str:
+    return none if value is None else format(value, spec)
+
+
+def print_table(rows: list[dict], results: dict, log) -> None:
+    head = (f"{'workload':<10} {'phase':<5} {'unit':<9} {'nnctl':>9} {'peer':>9} {'ratio':>6} {'target':>7} "
+            f"{'x book':>7} {'bound':>9} {'of bnd':>6} {'matmul':>6} {'RSS MB':>7} {'peerRSS':>7}")
+    log("")
+    log(head)
+    log("-" * len(head))
+    for row in rows:
+        target = row["target"]
+        mark = "" if target is None or row["ratio"] is None else (" ok" if row["ratio"] >= target else " !!")
+        book_mark = ""
+        if row["workload"].startswith("lm_") and row["phase"] == "train" and row["x_book"] is not None:
+            book_mark = "" if row["x_book"] >= BOOK_TARGET else "!"
+        log(f"{row['workload']:<10} {row['phase']:<5} {row['unit']:<9} {fmt(row['nnctl']):>9} {fmt(row['peer']):>9} "
+            f"{fmt(row['ratio'], '.2f'):>6} {(fmt(target, '.2f') + mark) if target else '-':>7} "
+            f"{fmt(row['x_book'], '.1f') + book_mark:>7} {fmt(row['bound']):>9} {fmt(row['fraction_of_bound'], '.0%'):>6} "
+            f"{fmt(row['matmul_share'], '.0%'):>6} {fmt(row['peak_rss_mb'], ',.0f'):>7} {fmt(row['peer_peak_rss_mb'], ',.0f'):>7}")
+    cbow = results.get("cbow") or {}
+    if cbow.get("quality"):
+        log("")
+        log("CBOW quality (nnctl.wordvec evaluator for both; analogy acc over in-vocabulary questions):")
+        for who, q in cbow["quality"].items():
+            log(f"  {who:<7} analogy {fmt(q['analogy_acc'], '.2%')} ({q['analogy_covered']} q)  "
+                f"WordSim-353 rho {fmt(q['wordsim353_rho'], '.3f')}  SimLex-999 rho {fmt(q['simlex999_rho'], '.3f')}")
+    med = results.get("lm_medium", {}).get("nnctl") or {}
+    if med.get("peak_rss_mb"):
+        ok = med["peak_rss_mb"] <= MEDIUM_RSS_LIMIT_MB
+        log(f"\nmedium LM peak RSS {med['peak_rss_mb']:,.0f} MB (limit {MEDIUM_RSS_LIMIT_MB:,} MB): {'ok' if ok else '!!'}")
+    prof = (results.get("lm_small") or {}).get("profile") or {}
+    if prof.get("hot_lines"):
+        log("\nHot spots, small LM training step (py-spy, innermost Python line; share of samples):")
+        for h in prof["hot_lines"][:10]:
+            log(f"  {h['share']:6.1%}  {h['where']:<40} {h['function']:<24} [{h['kind']}]")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", default=os.environ.get("NNCTL_DATA"),
+                    help="folder with ptb/, fashion-mnist/, word-eval/ (default: $NNCTL_DATA, else nnctl's default)")
+    ap.add_argument("--only", default="lm,cnn,cbow",
+                    help="comma list of groups (lm, cnn, cbow) or workloads (lm_book, lm_small, lm_medium)")
+    ap.add_argument("--quick", action="store_true", help="short windows: ~2-3 minutes for the whole suite")
+    ap.add_argument("--json", default=None, help="write every figure here (default: benchmarks/results/<date>.json)")
+    ap.add_argument("--peer-python", default=None,
+                    help=f"interpreter with torch / gensim for the peers (default: {DEFAULT_PEER_PYTHON} if present)")
+    ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--no-profile", action="store_true", help="skip the py-spy pass (matmul share, hot spots)")
+    args = ap.parse_args(argv)
+
+    from nnctl.data.download import default_data_dir
+
+    data_dir = default_data_dir(args.data_dir)
+    names = []
+    for part in args.only.split(","):
+        part = part.strip()
+        if part in GROUPS:
+            names += GROUPS[part]
+        elif any(part in g for g in GROUPS.values()):
+            names.append(part)
+        elif part:
+            ap.error(f"--only: unknown {part!r}; choose from {', '.join(list(GROUPS) + sum(GROUPS.values(), []))}")
+    exe, has = (None, {"torch": False, "gensim": False}) if args.no_peers else peer_python(args.peer_python)
+    spy = None if args.no_profile else shutil.which("py-spy")
+
+    def log(text: str) -> None:
+        print(text, flush=True)
+
+    import numpy as np
+
+    env = {"date": dt.datetime.now().isoformat(timespec="seconds"), "python": platform.python_version(),
+           "numpy": np.__version__, "cpus": os.cpu_count(), "load_avg_start": os.getloadavg(),
+           "command": " ".join([Path(sys.executable).name, *sys.argv]), "quick": args.quick,
+           "peer_python": exe, "peers": has, "py_spy": spy,
+           "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
+           "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
+    log(f"nnctl benchmarks | python {env['python']} numpy {env['numpy']} | {env['cpus']} cpus | "
+        f"load {env['load_avg_start'][0]:.1f} | peers: {exe or 'none'} {has} | py-spy: {spy or 'none'}")
+    p_all = plan(args.quick)
+    results: dict[str, dict] = {}
+    tmp = Path(tempfile.mkdtemp(prefix="nnctl-bench-"))
+    t_suite = time.perf_counter()
+    for name in names:
+        p = p_all[name]
+        log(f"\n== {name}")
+        cmd = [sys.executable, str(HERE / "worker.py"), name, "--data-dir", str(data_dir),
+               "--eval-seconds", str(p["eval_seconds"])]
+        cmd += ["--epochs", str(p["epochs"])] if "epochs" in p else ["--warmup", str(p["warmup"]),
+                                                                     "--seconds", str(p["seconds"])]
+        if spy:
+            cmd += ["--profile-seconds", str(p["profile_seconds"])]
+        if name == "cbow":
+            cmd += ["--vectors-out", str(tmp / "nnctl_vectors")]
+        entry = {"nnctl": run_process(cmd, log, tmp / f"{name}.prof" if spy else None, p["profile_seconds"])}
+        if entry["nnctl"] is None:
+            results[name] = entry
+            continue
+        if spy and (tmp / f"{name}.prof").exists():
+            entry["profile"] = profile_share.summarise(tmp / f"{name}.prof")
+        peer_kind = "gensim" if name == "cbow" else "torch"
+        if exe and has.get(peer_kind):
+            entry["peer"] = run_process(peer_command(name, entry["nnctl"], exe, data_dir, p, tmp / "gensim_vectors"),
+                                        log)
+        else:
+            log(f"  peer skipped: no {peer_kind} (give --peer-python)")
+        if name == "cbow":
+            entry["quality"] = {}
+            for who, part in (("nnctl", entry["nnctl"]), ("gensim", entry.get("peer"))):
+                if part and part.get("vectors"):
+                    entry["quality"][who] = word_quality(part["vectors"], data_dir)
+        results[name] = entry
+        for row in rows_for(name, entry):
+            log(f"  {row['phase']}: nnctl {fmt(row['nnctl'])} {row['unit']}, peer {fmt(row['peer'])}, "
+                f"ratio {fmt(row['ratio'], '.2f')}")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    rows = [row for name in names if name in results for row in rows_for(name, results[name])]
+    env["load_avg_end"] = os.getloadavg()
+    env["suite_s"] = round(time.perf_counter() - t_suite, 1)
+    print_table(rows, results, log)
+    out = Path(args.json) if args.json else HERE / "results" / f"{dt.date.today().isoformat()}{'-quick' if args.quick else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"env": env, "table": rows, "results": results}, indent=1, default=str) + "\n")
+    log(f"\nsuite {env['suite_s']:.0f} s, load {env['load_avg_end'][0]:.1f} at the end; JSON: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""The benchmark suite's own arithmetic: profile classification and the GEMM-bound shapes.
+
+(The suite itself needs real data and minutes of CPU, so it is not run by pytest.)
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import gemm_bound  # noqa: E402
+import profile_share  # noqa: E402
+
+
+def test_profile_share_classifies_samples_and_finds_the_hot_line(tmp_path):
+    raw = tmp_path / "p.raw"
+    raw.write_text(
+        "<module> (run.py:1);forward (/x/nnctl/layers/recurrent.py:65);sgemm_kernel_HASWELL (libscipy_openblas64_.so) 6\n"
+        "<module> (run.py:1);forward (/x/nnctl/layers/recurrent.py:67);FLOAT_tanh (_multiarray_umath.so) 3\n"
+        "<module> (run.py:1);_matmul_multivector (/y/scipy/sparse/_compressed.py:488);"
+        "csr_matvecs<long, float> (_sparsetools.so) 1\n")
+    s = profile_share.summarise(raw)
+    assert s["samples"] == 10
+    assert s["share"] == pytest.approx({"dense matmul": 0.6, "sparse product": 0.1, "other": 0.3})
+    top = s["hot_lines"][0]
+    assert (top["where"], top["kind"], top["share"]) == ("nnctl/layers/recurrent.py:65", "dense matmul", 0.6)
+
+
+def test_lstm_products_cover_every_matrix_product_of_a_window():
+    N, T, E, H, L, V = 20, 35, 200, 200, 2, 10000
+    train = gemm_bound.lstm_lm_products(N, T, E, H, L, V, training=True)
+    flops = sum(2 * p.m * p.k * p.n * p.repeats for p in train)
+    M = N * T
+    # per layer: 3 forward-size products for x@Wx, h@Wh (all steps), and 3x that backward;
+    # decoder: one forward and two backward (M, H, V) products
+    per_layer = 2 * M * H * 4 * H * 2 * 3
+    assert flops == L * per_layer + 3 * 2 * M * H * V
+    evaluation = gemm_bound.lstm_lm_products(10, T, E, H, L, V, training=False)
+    assert len(evaluation) == 2 * L + 1
+
+
+def test_time_product_is_positive_and_layouts_agree_on_shape():
+    for layout in ("nn", "tn", "nt"):
+        seconds = gemm_bound.time_product(gemm_bound.Product("p", 8, 16, 4, layout), min_seconds=0.0)
+        assert 0 < seconds < 1
+    bound = gemm_bound.measure(gemm_bound.simple_convnet_products(4, training=False), min_seconds=0.0)
+    assert len(bound["products"]) == 3 and bound["seconds_per_batch"] > 0
+    assert np.isfinite([p["gflops"] for p in bound["products"]]).all()

@@ -8,7 +8,9 @@ the embedding matrix — one Param, whose gradient is the sum of both uses (Pres
 2017; Inan et al. 2017) — which needs embed_dim == hidden_dim.
 
 The state carried between BPTT windows is a list of (h, c) per layer; the Trainer passes
-it back in and resets it to None at each epoch and before evaluation.
+it back in and resets it to None at each epoch and before evaluation. There is no hidden
+`stateful` flag: resetting the state is passing None, and cutting it from the graph at a
+window boundary is automatic, since backward never propagates into the state passed in.
 """
 
 from __future__ import annotations

@@ -85,6 +85,13 @@ class LSTMLanguageModel(Model):
             dx = lstm.backward(drop.backward(dx))
         self.embedding.backward(self.dropouts[0].backward(dx))
 
+    @classmethod
+    def gradcheck_case(cls, config, rng):
+        """The configured depth, dropout and tying at width 4 over 7 words; a (2, 3) window."""
+        small = {**config, "embed_dim": 4, "hidden_dim": 4, "init_scale": 0.5}
+        V = 7
+        return small, {"vocab_size": V}, (rng.integers(0, V, size=(2, 3)), rng.integers(0, V, size=(2, 3)))
+
     def logits(self, ids, state: State | None = None):
         """ids (N, T) -> next-word logits (N, T, V) and the new state: generation's step.
 

@@ -88,6 +88,22 @@ class Totals:
         return out
 
 
+def score(model, batches, on_batch=None) -> Totals:
+    """Sum a model's LossOutput over batches in eval mode (state carried along), then back to train mode."""
+    totals, state = Totals(), None
+    model.eval()
+    try:
+        for batch in batches:
+            if batch_length(batch) > 0:  # under MPI an eval batch can leave a rank nothing
+                out, state = model.loss(batch, state)
+                totals.add(out)
+            if on_batch is not None:
+                on_batch()
+    finally:
+        model.train()
+    return totals
+
+
 def is_better(metric: str, value: float, best: float | None) -> bool:
     if best is None:
         return True
@@ -170,18 +186,8 @@ class Trainer:
         """Mean loss (and accuracy or perplexity) over a whole split, in eval mode."""
         batch_size = self.config.eval_batch_size
         self.listener.on_eval_start(split, self.data.num_batches(split, batch_size))
-        totals = Totals()
-        state = None
-        self.model.eval()
-        try:
-            for batch in self.data.batches(split, rng=None, batch_size=batch_size):
-                batch = self.local(batch)
-                if batch_length(batch) > 0:  # an eval batch smaller than the number of ranks
-                    out, state = self.model.loss(batch, state)
-                    totals.add(out)
-                self.listener.on_eval_step()
-        finally:
-            self.model.train()
+        batches = (self.local(b) for b in self.data.batches(split, rng=None, batch_size=batch_size))
+        totals = score(self.model, batches, on_batch=self.listener.on_eval_step)
         totals = Totals(*self.comm.sum_totals(totals.loss_sum, totals.count, totals.correct))
         return {**totals.summary(self.metric), "count": totals.count}
 

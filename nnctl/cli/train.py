@@ -174,7 +174,7 @@ def eval_(
     """
     from nnctl import checkpoint, experiment
     from nnctl.console import format_value, print_table
-    from nnctl.trainer import Totals
+    from nnctl.trainer import score
 
     with user_errors():
         ckpt = checkpoint.load(checkpoint.resolve_path(run_or_checkpoint))
@@ -188,11 +188,8 @@ def eval_(
         data = experiment.build_data(cfg, str(data_dir) if data_dir else None, vocab=ckpt.vocab)
         if split not in data.splits:
             fail(f"--split {split}: this data set has the splits {', '.join(data.splits)}", 2)
-        totals, state = Totals(), None
-        model.eval()
-        for batch in data.batches(split, rng=None, batch_size=batch_size or cfg["train"].get("eval_batch_size")):
-            out, state = model.loss(batch, state)
-            totals.add(out)
+        totals = score(model, data.batches(split, rng=None,
+                                           batch_size=batch_size or cfg["train"].get("eval_batch_size")))
         values = totals.summary(model.metric)
         rows = [[k, format_value(k, v)] for k, v in values.items()] + [[data.unit, f"{totals.count:,}"]]
         print_table(f"{ckpt.path} on {split}", ["metric", "value"], rows)

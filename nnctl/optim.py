@@ -199,18 +199,13 @@ class Momentum(Optimizer):
 
 
 @OPTIMIZERS.register("nesterov")
-class Nesterov(Optimizer):
+class Nesterov(Momentum):
     """Nesterov momentum in the look-ahead form of Sutskever et al. 2013 (as PyTorch):
 
         v ← μ·v + g;   p ← p − lr·(g + μ·v)
+
+    Same keys and state as momentum; only the step looks ahead along v.
     """
-
-    slots = ("velocity",)
-
-    def __init__(self, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0,
-                 *, params: dict[str, Param]):
-        self.momentum = _require_unit_interval("momentum", momentum)
-        super().__init__(lr, weight_decay, params=params)
 
     def update(self, p, g, state):
         v = state["velocity"]

@@ -206,7 +206,9 @@ def make_listener(log=None, quiet: bool = False, interactive: bool | None = None
 
 
 def print_table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
-    table = Table(title=title)
+    if title:  # on its own line: a table title is cut to the table's width
+        console().print(title, highlight=False, soft_wrap=True)
+    table = Table()
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:

@@ -105,6 +105,7 @@ def test_resume_refuses_to_change_the_experiment(toy_config, tmp_path):
     assert longer.exit_code == 0, longer.output
     epochs = [r["epoch"] for r in comparable_metrics(run) if r["split"] == "train"]
     assert epochs == [1, 2, 3, 4]
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 4
 
 
 def test_resume_of_a_folder_without_checkpoint_is_one_line(tmp_path):

@@ -90,6 +90,9 @@ def train(
                 fail("give either a CONFIG or --resume RUN_DIR, not both (a resumed run keeps its config)", 2)
             run, ckpt, cfg = _load_for_resume(resume, set_)
             exp = experiment.build(cfg, str(data_dir) if data_dir else None, vocab=ckpt.vocab)
+            if set_:  # the run folder's config.yaml says what the run now does (e.g. more epochs)
+                atomic_write_text(run.config_path, f"# written by nnctl {__version__}, resumed with "
+                                  f"--set {' --set '.join(set_)}\n" + config_mod.dump(cfg))
             distributed.check_shardable(comm, exp.data, exp.model, cfg["model"]["type"])
             run = run if lead else None
         else:

@@ -44,7 +44,7 @@ class TextCorpus:
             self.ids[split] = to_ids(split_lines, self.vocab)
         unk, eos = self.vocab.index.get(UNK), self.vocab.index.get(EOS)
         words = self.ids["train"][self.ids["train"] != eos]  # the line ends are not words
-        if unk is not None and np.all(words == unk):
+        if vocab is None and unk is not None and np.all(words == unk):  # (a given vocab may know none)
             raise DataError(f"{self.paths['train']}: every word is {UNK}; the corpus has no known words")
 
     @classmethod

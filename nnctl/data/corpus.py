@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl.data.download import RemoteFile, default_data_dir, locate
+from nnctl.data.download import RemoteFile, default_data_dir, find_file, locate
 from nnctl.data.text import EOS, UNK, Vocab, read_lines, to_ids
 from nnctl.errors import DataError
 
@@ -46,6 +46,17 @@ class TextCorpus:
         words = self.ids["train"][self.ids["train"] != eos]  # the line ends are not words
         if vocab is None and unk is not None and np.all(words == unk):  # (a given vocab may know none)
             raise DataError(f"{self.paths['train']}: every word is {UNK}; the corpus has no known words")
+
+    @classmethod
+    def from_files(cls, train: str, valid: str, test: str, *, max_vocab: int | None, min_count: int,
+                   data_dir: str | None, vocab: Vocab | None = None) -> "TextCorpus":
+        """The `text` data sets' corpus: three paths (relative ones also tried in the data dir)."""
+        if max_vocab is not None and max_vocab < 2:
+            raise ValueError(f"max_vocab must be >= 2 (a word and <unk>), got {max_vocab}")
+        if min_count < 1:
+            raise ValueError(f"min_count must be >= 1, got {min_count}")
+        paths = {split: find_file(p, data_dir) for split, p in (("train", train), ("valid", valid), ("test", test))}
+        return cls(paths, max_vocab=max_vocab, min_count=min_count, vocab=vocab)
 
     @classmethod
     def ptb(cls, path: str | None, data_dir: str | None, vocab: Vocab | None = None) -> "TextCorpus":

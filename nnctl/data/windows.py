@@ -32,7 +32,6 @@ import scipy.sparse as sp
 
 from nnctl.data.base import DATASETS, Dataset
 from nnctl.data.corpus import TextCorpus
-from nnctl.data.download import find_file
 from nnctl.data.sampling import keep_probabilities
 from nnctl.data.text import EOS, Vocab
 from nnctl.errors import DataError
@@ -188,10 +187,6 @@ class TextWindows(ContextWindows):
                  min_count: int = 1, batch_size: int = 1024, window: int = 5,
                  subsample: float = 1e-3, dynamic_window: bool = True,
                  *, data_dir: str | None, dtype=np.float32, vocab: Vocab | None = None):
-        if max_vocab is not None and max_vocab < 2:
-            raise ValueError(f"max_vocab must be >= 2 (a word and <unk>), got {max_vocab}")
-        if min_count < 1:
-            raise ValueError(f"min_count must be >= 1, got {min_count}")
-        paths = {split: find_file(p, data_dir) for split, p in (("train", train), ("valid", valid), ("test", test))}
-        corpus = TextCorpus(paths, max_vocab=max_vocab, min_count=min_count, vocab=vocab)
+        corpus = TextCorpus.from_files(train, valid, test, max_vocab=max_vocab, min_count=min_count,
+                                       data_dir=data_dir, vocab=vocab)
         super().__init__(corpus, batch_size, window, subsample, dynamic_window)

@@ -63,3 +63,14 @@ def test_empty_idx_files_are_one_line(tmp_path):
     assert result.exit_code == 3 and len(result.output.strip().splitlines()) == 1, result.output
     assert "train-images-idx3-ubyte" in result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_resume_with_an_altered_vocabulary_is_one_line(tmp_path):
+    config = lm_config(tmp_path)
+    assert runner.invoke(app, ["train", str(config), "--runs-dir", str(tmp_path / "runs"), "-q"]).exit_code == 0
+    (run,) = [p for p in (tmp_path / "runs").glob("*/*") if p.is_dir()]
+    vocab = run / "vocab.txt"
+    vocab.write_text(vocab.read_text().replace("cat\t", "dog2\t"))
+    result = runner.invoke(app, ["train", "--resume", str(run), "--set", "train.epochs=2"])
+    assert result.exit_code == 5, result.output
+    assert "does not match the vocabulary" in result.output and len(result.output.strip().splitlines()) == 1

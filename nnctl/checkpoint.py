@@ -15,7 +15,6 @@ checksum, every name and every shape; anything wrong is one CheckpointError line
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import zipfile
 from dataclasses import dataclass, field

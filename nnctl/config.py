@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
-from nnctl.errors import ConfigError
+from nnctl.errors import ConfigError, read_utf8
 from nnctl.registry import did_you_mean, resolve_signature
 
 
@@ -66,16 +66,7 @@ def _registries():
 
 def read_yaml(path: Path) -> Any:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found; check the path (examples are in configs/)") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, not a config file; give a .yaml file") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text; a config must be a YAML text file") from None
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
+    text = read_utf8(path, ConfigError, "config file", "check the path (examples are in configs/)")
     try:
         return yaml.safe_load(text)  # safe_load: YAML tags can never build Python objects
     except yaml.YAMLError as error:

@@ -33,3 +33,23 @@ class VocabError(NnctlError):
     """A word is not in the vocabulary, or a vocabulary does not fit a checkpoint."""
 
     exit_code = 5
+
+
+def read_utf8(path, error: type[NnctlError], what: str = "file", fix: str = "check the path") -> str:
+    """The text of a UTF-8 file, or one `error` line saying why it cannot be read.
+
+    `what` names the file for the person ("config file"), `fix` says what to do when it
+    is missing. Shared by configs, corpora and evaluation files.
+    """
+    from pathlib import Path
+
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found; {fix}") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder, not a {what}; give a file") from None
+    except UnicodeDecodeError as decode_error:
+        raise error(f"{path}: not UTF-8 text (byte {decode_error.start}); convert the {what} to UTF-8") from None
+    except OSError as os_error:
+        raise error(f"{path}: cannot read the {what} ({os_error.strerror})") from None

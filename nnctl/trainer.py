@@ -155,6 +155,11 @@ class Trainer:
     device: str = "cpu"  # where the model's arrays live; batches are moved there once per step
     _agreed_stop: int | None = None  # several ranks: a stop every rank learned from the same step's allreduce
 
+    def __post_init__(self):
+        # The Params never change once the model is built: walk the model for them once,
+        # not at every step (clipping, the NaN check and the allreduce all need the list).
+        self.params = self.model.params()
+
     def request_stop(self, signum: int) -> None:
         self.stop_signal = signum
 
@@ -240,7 +245,7 @@ class Trainer:
             self.model.backward()
         else:  # a short last batch left this rank nothing: it adds zero gradient and zero items
             out, new_state = LossOutput(0.0, 0, 0), self.state
-        params = self.model.params()
+        params = self.params
         # Several ranks: average the gradients and sum the totals (one allreduce); else as it is.
         out, stop = self.comm.combine_step(params, out, stop=self.stop_signal is not None)
         if stop and self._agreed_stop is None:

@@ -25,7 +25,7 @@ import numpy as np
 
 from nnctl.data.download import RemoteFile, default_data_dir, locate
 from nnctl.data.text import Vocab
-from nnctl.errors import DataError, VocabError
+from nnctl.errors import DataError, VocabError, read_utf8
 
 # The evaluation files as gensim ships them in its test data (md5 of those copies).
 GENSIM_TEST_DATA = "https://raw.githubusercontent.com/piskvorky/gensim/develop/gensim/test/test_data/"
@@ -82,7 +82,7 @@ def analogy(vectors: np.ndarray, vocab: Vocab, a: str, b: str, c: str, k: int = 
 def read_analogies(path: Path) -> list[tuple[str, list[str]]]:
     """(section, [a, b, c, d]) for each question of a questions-words.txt-format file, lower-cased."""
     path = Path(path)
-    text = _read_text(path)
+    text = read_utf8(path, DataError, "evaluation file")
     section = "(no section)"
     questions = []
     for number, line in enumerate(text.splitlines(), 1):
@@ -173,7 +173,7 @@ def read_similarity_pairs(path: Path) -> list[tuple[str, str, float]]:
     pairs = []
     column = 2
     seen_data_line = False
-    for number, line in enumerate(_read_text(path).splitlines(), 1):
+    for number, line in enumerate(read_utf8(path, DataError, "evaluation file").splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         fields = [f.strip() for f in (line.split("\t") if "\t" in line else
@@ -255,17 +255,6 @@ def export_npy(vectors: np.ndarray, vocab: Vocab, path: Path) -> Path:
 
 
 # -- helpers --------------------------------------------------------------------------------
-def _read_text(path: Path) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found; check the path") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder; give a text file") from None
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 text (byte {error.start}); give a text evaluation file") from None
-
-
 def _is_number(text: str) -> bool:
     try:
         float(text)

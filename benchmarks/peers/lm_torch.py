@@ -8,7 +8,6 @@ down to a timed window: prints "RESULT {json}" with train and eval tokens/s.
 import argparse
 import os
 import sys
-import time
 
 import torch
 import torch.nn as nn

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl.errors import DataError, VocabError
+from nnctl.errors import DataError, VocabError, read_utf8
 
 UNK = "<unk>"
 EOS = "<eos>"
@@ -91,15 +91,7 @@ def _close(word: str, words: list[str]) -> str:
 
 def read_lines(path: Path) -> list[list[str]]:
     """Tokenised non-empty lines of a UTF-8 text file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found; check the data path or --data-dir") from None
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 text (byte {error.start}); convert the file to UTF-8") from None
-    except OSError as error:
-        raise DataError(f"{path}: cannot read ({error.strerror})") from None
+    text = read_utf8(path, DataError, "file", "check the data path or --data-dir")
     return [line.split() for line in text.splitlines() if line.strip()]
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from nnctl.backend import get_xp
 from nnctl.functional import log_softmax
 from nnctl.layers.base import Layer

@@ -24,12 +24,11 @@ from nnctl.models.base import MODELS, LossOutput, Model
 def positive_pmi(counts: sp.spmatrix, context_power: float = 0.75) -> sp.csr_matrix:
     """PPMI of a (V, V) co-occurrence count matrix, computed on its non-zeros only."""
     counts = sp.csr_matrix(counts, dtype=np.float64)
-    total = counts.sum()
     word_totals = np.asarray(counts.sum(axis=1)).ravel()  # #(w)
     context_totals = np.asarray(counts.sum(axis=0)).ravel() ** context_power  # #(c)^α
     rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
     cols = counts.indices
-    # #(w,c)/total over (#(w)/total)·(#(c)^α/Σ#(c')^α)
+    # (#(w,c)/N) / ((#(w)/N)·(#(c)^α/Σ#(c')^α)): the corpus total N cancels
     pmi = np.log(counts.data * context_totals.sum() / (word_totals[rows] * context_totals[cols]))
     keep = pmi > 0
     return sp.csr_matrix((pmi[keep], (rows[keep], cols[keep])), shape=counts.shape)

@@ -124,3 +124,23 @@ def test_corrupt_checkpoint_is_one_line(tmp_path):
     path.write_bytes(b"PK\x03\x04 this is not a real zip")
     result = runner.invoke(app, ["eval", str(path)])
     assert result.exit_code == 4 and "unreadable checkpoint" in result.output
+
+
+def test_usage_mistakes_are_one_line_each(toy_config, tmp_path):
+    invoke("train", toy_config, "--runs-dir", tmp_path / "runs", "-q")
+    run = only_run(tmp_path / "runs")
+    (tmp_path / "empty").mkdir()
+    cases = [
+        (["eval", run, "--split", "dev"], 2, "this data set has the splits train, valid, test"),
+        (["train", toy_config, "--resume", run], 2, "not both"),
+        (["train"], 2, "missing CONFIG"),
+        (["runs", tmp_path / "nowhere"], 2, "no such folder"),
+        (["runs", tmp_path / "empty"], 1, "no runs found"),
+        (["config", "show", toy_config, "--set", "optimizer.lr"], 2, "expected KEY=VALUE"),
+        (["config", "show", toy_config, "--set", "seed.x=1"], 2, "seed is not a section"),
+    ]
+    for args, code, fragment in cases:
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == code, (args, result.output)
+        assert fragment in result.output and len(result.output.strip().splitlines()) == 1, (args, result.output)
+        assert "Traceback" not in result.output

@@ -165,6 +165,26 @@ def test_fused_decoder_matches_linear_plus_softmax_cross_entropy():
     np.testing.assert_allclose(fused.b.grad, plain.b.grad, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_fused_decoder_on_threads_matches_the_plain_composition(monkeypatch, mode):
+    """Enough rows that the max/subtract/exp pass is split over 3 threads (nnctl.threads)."""
+    monkeypatch.setenv("NNCTL_NUM_THREADS", "3")
+    rng = np.random.default_rng(0)
+    fused = DecoderCrossEntropy(5, 11, rng=rng, dtype=F64)
+    plain = OutputProjection(5, 11, rng=rng, dtype=F64)
+    plain.W.data[...] = fused.W.data
+    fused.b.data[...] = plain.b.data[...] = normal(11, 3)
+    fused.train(mode == "train")
+    h, y = normal((10, 29, 5), 4) * 3, np.random.default_rng(5).integers(0, 11, (10, 29))  # 290 rows
+    loss = SoftmaxCrossEntropy()
+    mean = loss.forward(plain.forward(h), y)
+    dh_plain = plain.backward(loss.backward(1.0))
+    np.testing.assert_allclose(fused.forward(h, y) / y.size, mean, rtol=1e-12)
+    np.testing.assert_allclose(fused.backward(1.0 / y.size), dh_plain, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(fused.W.grad, plain.W.grad, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(fused.b.grad, plain.b.grad, rtol=1e-10, atol=1e-14)
+
+
 def test_plain_time_distributed_linear_backward():
     """The unfused path (a Linear over (N, T, H)) is gradient-checked too."""
     check(Linear(4, 6, rng=np.random.default_rng(0), dtype=F64), normal((2, 3, 4)))

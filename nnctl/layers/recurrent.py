@@ -59,10 +59,13 @@ class LSTM(Layer):
         C = xp.empty((T, N, H), dtype=x.dtype)  # cell states c_t
         TC = xp.empty_like(C)  # tanh(c_t)
         Y = xp.empty_like(C)  # outputs h_t
-        Wh = self.Wh.data
+        # The per-step product reads all of Wh for a few rows of h. BLAS streams the big
+        # matrix faster as the left operand: Wh.T @ h.T, then transposed back, measured
+        # 25-30% quicker than h @ Wh for N = 10-20 rows (benchmarks/README.md).
+        WhT = xp.ascontiguousarray(self.Wh.data.T)  # (4H, H)
         for t in range(T):
             a = A[t]  # the gates are written in place
-            a += h @ Wh
+            a += (WhT @ h.T).T
             ifo = a[:, : 3 * H]  # sigmoid(z) = (tanh(z / 2) + 1) / 2: no exp overflow
             ifo *= 0.5
             xp.tanh(ifo, out=ifo)
@@ -99,7 +102,7 @@ class LSTM(Layer):
         dA = xp.empty_like(K)  # (T, N, 4, H)
         dh_next = xp.zeros((N, H), dtype=dy.dtype)
         dc_next = xp.zeros_like(dh_next)
-        WhT = xp.ascontiguousarray(self.Wh.data.T)  # small and reused T times: a copy pays off
+        Wh = self.Wh.data
         for t in range(T - 1, -1, -1):
             dh = dy[t] + dh_next
             dc = dh * K_dc[t]
@@ -108,7 +111,7 @@ class LSTM(Layer):
             xp.multiply(K[t], dc[:, None, :], out=da)
             xp.multiply(K[t, :, 2], dh, out=da[:, 2])  # the output gate sees dh, not dc
             dc_next = dc * f[t]
-            dh_next = da.reshape(N, 4 * H) @ WhT
+            dh_next = (Wh @ da.reshape(N, 4 * H).T).T  # = da @ Wh.T, big matrix on the left as in forward
         self.dstate = (dh_next, dc_next)  # d loss / d (h0, c0): not propagated (truncated BPTT)
         dA2d = dA.reshape(T * N, 4 * H)
         H_prev = xp.concatenate([h0[None], Y[:-1]], axis=0).reshape(T * N, H)

@@ -6,6 +6,12 @@ frames together; each line is "frame;frame;...;leaf count". A sample counts as
 * "sparse product" when any frame is a SciPy sparse kernel (csr_*/csc_*, sparsetools),
 * "other" otherwise: elementwise NumPy, gathers, Python overhead, allocation.
 Hot spots are attributed to the innermost Python frame of each sample (file:line).
+
+Only the main thread counts. Recorded with `--threads`, each stack starts with a
+"thread (id): name" frame; nnctl's helper threads (nnctl.threads) work on a pass while
+the main thread does its own share of it, so their samples would count that time twice,
+and their idle waits would count as "other". A profile without thread frames is taken
+whole.
 """
 
 from __future__ import annotations
@@ -52,6 +58,10 @@ def summarise(raw_path: Path, top: int = 12) -> dict:
             continue
         n = int(count)
         frames = stack.split(";")
+        if frames[0].startswith("thread ("):
+            if not frames[0].endswith("MainThread"):
+                continue
+            frames = frames[1:]
         total += n
         kind = ("sparse product" if any(is_sparse(f) for f in frames)
                 else "dense matmul" if any(is_dense(f) for f in frames) else "other")

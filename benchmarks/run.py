@@ -83,7 +83,7 @@ def run_process(cmd: list[str], log, profile_to: Path | None = None, profile_sec
     for line in proc.stdout:
         line = line.rstrip("\n")
         if line == "PROFILE_START" and profile_to is not None:
-            spy = subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "--native", "--rate", "100",
+            spy = subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "--native", "--threads", "--rate", "100",
                                     "--duration", str(max(int(profile_seconds) - 1, 1)), "--format", "raw",
                                     "-o", str(profile_to)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                    text=True)

@@ -23,12 +23,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import nnctl  # noqa: E402,F401  before NumPy, as in the `nnctl` command: it sets OpenBLAS's thread timeout
+import numpy as np  # noqa: E402
 from nnctl import config as nnconfig  # noqa: E402
 from nnctl import experiment  # noqa: E402
 from nnctl.backend import keep_freed_memory  # noqa: E402

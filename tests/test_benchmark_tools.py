@@ -29,6 +29,19 @@ def test_profile_share_classifies_samples_and_finds_the_hot_line(tmp_path):
     assert (top["where"], top["kind"], top["share"]) == ("nnctl/layers/recurrent.py:65", "dense matmul", 0.6)
 
 
+def test_profile_share_counts_only_the_main_thread_of_a_threads_profile(tmp_path):
+    raw = tmp_path / "p.raw"
+    raw.write_text(
+        "thread (7): MainThread;<module> (run.py:1);forward (/x/nnctl/layers/decoder_loss.py:70);"
+        "sgemm_kernel_HASWELL (libscipy_openblas64_.so) 3\n"
+        "thread (7): MainThread;<module> (run.py:1);exp_shifted (/x/nnctl/layers/decoder_loss.py:79) 1\n"
+        "thread (9): nnctl-rows_0;_worker (/py/concurrent/futures/thread.py:81) 50\n")
+    s = profile_share.summarise(raw)
+    assert s["samples"] == 4
+    assert s["share"]["dense matmul"] == pytest.approx(0.75)
+    assert s["hot_lines"][0]["where"] == "nnctl/layers/decoder_loss.py:70"
+
+
 def test_lstm_products_cover_every_matrix_product_of_a_window():
     N, T, E, H, L, V = 20, 35, 200, 200, 2, 10000
     train = gemm_bound.lstm_lm_products(N, T, E, H, L, V, training=True)

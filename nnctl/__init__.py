@@ -4,11 +4,12 @@ import os as _os
 
 # OpenBLAS's idle worker threads spin for about 0.1 s (2**28 cycles) after each matrix
 # product before they sleep. nnctl's own threads (nnctl.threads) run the elementwise
-# pass that follows the decoder's product, and a spinning BLAS thread took half of their
-# second core (small LM: that exp pass took 20 ms instead of 13). 2**22 cycles (about
-# 1.5 ms) still covers the gaps between an LSTM's per-step products. This only works
+# pass that follows the decoder's product, and a spinning BLAS thread takes half of a
+# core from them: measured in a training loop of the book-size LM, that pass took 21.6
+# ms per step with the default spin and 14.0 ms with almost none. 2**20 cycles (about
+# 0.4 ms) still covers the gaps between an LSTM's per-step products. This only works
 # before NumPy loads OpenBLAS, which the `nnctl` command guarantees; an
 # OPENBLAS_THREAD_TIMEOUT of your own is kept.
-_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "22")
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
 
 __version__ = "0.1.0"

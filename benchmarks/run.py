@@ -36,6 +36,11 @@ DEFAULT_PEER_PYTHON = "/tmp/peers/bin/python"
 # Reference figures of the book's NumPy code (Saito, "Deep Learning from Scratch" 1 and 2),
 # measured on this kind of machine (/work/shared/bench/README.md); not re-run here.
 BOOK = {"lm_book": 5393, "lm_small": 2553, "lm_medium": 556, "lm_medium_eval": 943, "cnn": 1100, "cbow": 1855}
+# The peers' figures measured on that machine at the same time (same README). A machine
+# slower today slows the book's NumPy code too; the book figure scaled by (peer today /
+# peer then) estimates what the book's code would do in this run ("x book~").
+PEER_THEN = {"lm_book": 16900, "lm_small": 10171, "lm_medium": 2756, "lm_medium_eval": 7999, "cnn": 10000,
+             "cbow": 2_220_000}
 
 # The figures to reach (peer ratio, in one run, 2 threads each).
 TARGETS = {("lm_book", "train"): 1.2, ("lm_small", "train"): 0.9, ("lm_medium", "train"): 0.75,
@@ -156,6 +161,8 @@ def rows_for(name: str, r: dict) -> list[dict]:
             "nnctl": value, "peer": other, "peer_name": peer.get("peer"),
             "ratio": value / other if other else None, "target": TARGETS.get((name, phase)),
             "book": BOOK.get(book_key), "x_book": value / BOOK[book_key] if book_key in BOOK else None,
+            "x_book_scaled": (value / (BOOK[book_key] * other / PEER_THEN[book_key])
+                              if other and book_key in BOOK and book_key in PEER_THEN else None),
             "bound": gemm.get("bound_per_s"), "fraction_of_bound": gemm.get("fraction"),
             "matmul_share": (r.get("profile") or {}).get("share", {}).get("dense matmul") if phase == "train" else None,
             "peak_rss_mb": nn.get("peak_rss_mb") if phase == "train" else None,
@@ -170,19 +177,21 @@ def fmt(value, spec: str = ",.0f", none: str = "-") -> str:
 
 def print_table(rows: list[dict], results: dict, log) -> None:
     head = (f"{'workload':<10} {'phase':<5} {'unit':<9} {'nnctl':>9} {'peer':>9} {'ratio':>6} {'target':>7} "
-            f"{'x book':>7} {'bound':>9} {'of bnd':>6} {'matmul':>6} {'RSS MB':>7} {'peerRSS':>7}")
+            f"{'x book':>7} {'x book~':>7} {'bound':>9} {'of bnd':>6} {'matmul':>6} {'RSS MB':>7} {'peerRSS':>7}")
     log("")
     log(head)
     log("-" * len(head))
     for row in rows:
         target = row["target"]
         mark = "" if target is None or row["ratio"] is None else (" ok" if row["ratio"] >= target else " !!")
-        book_mark = ""
-        if row["workload"].startswith("lm_") and row["phase"] == "train" and row["x_book"] is not None:
-            book_mark = "" if row["x_book"] >= BOOK_TARGET else "!"
+        marks = {}
+        for key in ("x_book", "x_book_scaled"):
+            if row["workload"].startswith("lm_") and row["phase"] == "train" and row[key] is not None:
+                marks[key] = "" if row[key] >= BOOK_TARGET else "!"
         log(f"{row['workload']:<10} {row['phase']:<5} {row['unit']:<9} {fmt(row['nnctl']):>9} {fmt(row['peer']):>9} "
             f"{fmt(row['ratio'], '.2f'):>6} {(fmt(target, '.2f') + mark) if target else '-':>7} "
-            f"{fmt(row['x_book'], '.1f') + book_mark:>7} {fmt(row['bound']):>9} {fmt(row['fraction_of_bound'], '.0%'):>6} "
+            f"{fmt(row['x_book'], '.1f') + marks.get('x_book', ''):>7} "
+            f"{fmt(row['x_book_scaled'], '.1f') + marks.get('x_book_scaled', ''):>7} {fmt(row['bound']):>9} {fmt(row['fraction_of_bound'], '.0%'):>6} "
             f"{fmt(row['matmul_share'], '.0%'):>6} {fmt(row['peak_rss_mb'], ',.0f'):>7} {fmt(row['peer_peak_rss_mb'], ',.0f'):>7}")
     cbow = results.get("cbow") or {}
     if cbow.get("quality"):

@@ -50,15 +50,15 @@ def _helpers(count: int) -> ThreadPoolExecutor:
 
 
 def for_row_blocks(fn: Callable[[int, int], None], num_rows: int, *, block_rows: int = 8,
-                   min_rows_per_thread: int = 32, parallel: bool = True) -> None:
+                   min_rows_per_thread: int = 32) -> None:
     """Call fn(start, stop) over blocks of at most `block_rows` rows covering range(num_rows).
 
     The blocks are split into one contiguous share per thread; `fn` must only touch its own
-    rows. With `parallel=False` (a CuPy array, whose kernels are already parallel), or too
-    few rows to be worth a thread, everything runs here, in order. An exception in any
-    share is raised here after all shares have finished.
+    rows. With one thread, or too few rows to be worth a second, everything runs here, in
+    order. An exception in any share is raised here after all shares have finished.
+    For NumPy arrays only: a CuPy kernel is parallel already, so call fn(0, num_rows).
     """
-    threads = min(num_threads(), num_rows // max(1, min_rows_per_thread)) if parallel else 1
+    threads = min(num_threads(), num_rows // max(1, min_rows_per_thread))
 
     def walk(start: int, stop: int) -> None:
         for first in range(start, stop, block_rows):

@@ -24,13 +24,14 @@ def test_every_row_is_visited_exactly_once_in_blocks(monkeypatch, threads, rows)
     assert all(0 < stop - start <= 8 for start, stop in blocks)
 
 
-def test_shares_run_on_other_threads_and_serial_mode_stays_on_this_one(monkeypatch):
+def test_shares_run_on_other_threads_and_one_thread_stays_on_this_one(monkeypatch):
     monkeypatch.setenv("NNCTL_NUM_THREADS", "2")
     names = set()
     for_row_blocks(lambda a, b: names.add(threading.current_thread().name), 200, min_rows_per_thread=10)
     assert threading.current_thread().name in names and len(names) == 2
+    monkeypatch.setenv("NNCTL_NUM_THREADS", "1")
     order = []
-    for_row_blocks(lambda a, b: order.append(a), 200, block_rows=50, parallel=False)
+    for_row_blocks(lambda a, b: order.append(a), 200, block_rows=50)
     assert order == [0, 50, 100, 150]
 
 

@@ -60,7 +60,10 @@ class DecoderCrossEntropy(Layer):
             xp.exp(rows, out=rows)
             xp.sum(rows, axis=1, out=s[start:stop])
 
-        for_row_blocks(exp_shifted, M, parallel=xp is np)
+        if xp is np:
+            for_row_blocks(exp_shifted, M)
+        else:  # CuPy: each operation is one parallel kernel over all rows
+            exp_shifted(0, M)
         e = logits
         # Training needs e @ W for dh; forward is the one place to take it while e is intact.
         G = e @ W if self.training else None  # (M, H)

@@ -6,10 +6,10 @@ a quarter of a small model's training step (py-spy, issue 6). NumPy releases the
 inside ufuncs and reductions, so ordinary Python threads, each on its own rows of the
 array, run truly in parallel; no extension code is needed.
 
-`for_row_blocks(fn, num_rows)` calls `fn(start, stop)` on disjoint row ranges that cover
-`range(num_rows)`: contiguous shares, one per thread (the calling thread takes one), each
-walked in blocks of `block_rows` rows so that a row's max, subtract and exp passes read
-it from cache rather than memory.
+`for_row_blocks(fn, num_rows)` calls `fn(start, stop)` on disjoint blocks of `block_rows`
+rows that cover `range(num_rows)`, the threads (the calling one among them) taking the
+next block as they finish one. Blocks are small so that a row's max, subtract and exp
+passes read it from cache rather than memory.
 
 How many threads: `NNCTL_NUM_THREADS`, else `OPENBLAS_NUM_THREADS` or `OMP_NUM_THREADS`,
 else the cores this process may run on. So `OPENBLAS_NUM_THREADS=1`, the advice for a
@@ -19,6 +19,7 @@ is not a positive integer is ignored.
 
 from __future__ import annotations
 
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
@@ -53,24 +54,26 @@ def for_row_blocks(fn: Callable[[int, int], None], num_rows: int, *, block_rows:
                    min_rows_per_thread: int = 32) -> None:
     """Call fn(start, stop) over blocks of at most `block_rows` rows covering range(num_rows).
 
-    The blocks are split into one contiguous share per thread; `fn` must only touch its own
-    rows. With one thread, or too few rows to be worth a second, everything runs here, in
-    order. An exception in any share is raised here after all shares have finished.
-    For NumPy arrays only: a CuPy kernel is parallel already, so call fn(0, num_rows).
+    Each thread (the calling one among them) takes the next unclaimed block until none is
+    left, so a thread slowed by other work on its core simply does fewer blocks; `fn` must
+    only touch its own rows. With one thread, or too few rows to be worth a second,
+    everything runs here, in order. An exception in any thread is raised here after all
+    threads have finished. For NumPy arrays only: a CuPy kernel is parallel already, so
+    call fn(0, num_rows) there.
     """
     threads = min(num_threads(), num_rows // max(1, min_rows_per_thread))
+    next_block = itertools.count()  # next() on it is atomic under the GIL: each block is claimed once
 
-    def walk(start: int, stop: int) -> None:
-        for first in range(start, stop, block_rows):
-            fn(first, min(first + block_rows, stop))
+    def work() -> None:
+        while (first := next(next_block) * block_rows) < num_rows:
+            fn(first, min(first + block_rows, num_rows))
 
     if threads <= 1:
-        walk(0, num_rows)
+        work()
         return
-    cuts = [num_rows * k // threads for k in range(threads + 1)]
-    others = [_helpers(threads - 1).submit(walk, cuts[k], cuts[k + 1]) for k in range(1, threads)]
+    others = [_helpers(threads - 1).submit(work) for _ in range(threads - 1)]
     try:
-        walk(cuts[0], cuts[1])
+        work()
     finally:
-        for share in others:
-            share.result()
+        for helper in others:
+            helper.result()

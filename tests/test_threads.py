@@ -1,6 +1,7 @@
 """nnctl.threads: elementwise work split over row blocks on several threads."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -24,10 +25,15 @@ def test_every_row_is_visited_exactly_once_in_blocks(monkeypatch, threads, rows)
     assert all(0 < stop - start <= 8 for start, stop in blocks)
 
 
-def test_shares_run_on_other_threads_and_one_thread_stays_on_this_one(monkeypatch):
+def test_blocks_run_on_other_threads_and_one_thread_stays_on_this_one(monkeypatch):
     monkeypatch.setenv("NNCTL_NUM_THREADS", "2")
     names = set()
-    for_row_blocks(lambda a, b: names.add(threading.current_thread().name), 200, min_rows_per_thread=10)
+
+    def slow_visit(start, stop):  # slow enough that the helper claims blocks before they run out
+        names.add(threading.current_thread().name)
+        time.sleep(0.002)
+
+    for_row_blocks(slow_visit, 200, min_rows_per_thread=10)
     assert threading.current_thread().name in names and len(names) == 2
     monkeypatch.setenv("NNCTL_NUM_THREADS", "1")
     order = []
@@ -35,7 +41,7 @@ def test_shares_run_on_other_threads_and_one_thread_stays_on_this_one(monkeypatc
     assert order == [0, 50, 100, 150]
 
 
-def test_an_error_in_a_helper_thread_reaches_the_caller(monkeypatch):
+def test_an_error_in_any_thread_reaches_the_caller(monkeypatch):
     monkeypatch.setenv("NNCTL_NUM_THREADS", "2")
 
     def fail_late(start, stop):

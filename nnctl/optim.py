@@ -317,17 +317,19 @@ def has_nonfinite(params: Iterable[Param] | dict[str, Param]) -> bool:
     return any(not bool(get_xp(p.grad).isfinite(_live_grad(p)).all()) for p in _unique(params))
 
 
-def clip_grad_norm(params: Iterable[Param] | dict[str, Param], max_norm: float) -> float:
+def clip_grad_norm(params: Iterable[Param] | dict[str, Param], max_norm: float,
+                   norm: float | None = None) -> float:
     """Scale all gradients in place so that their global L2 norm is at most `max_norm`.
 
     Returns the norm BEFORE clipping, for logging. Gradient clipping as in Pascanu et al.
     2013 and Zaremba et al. 2014 (max norm 5 for LSTM LMs). A non-finite norm is returned
     as it is and the gradients are left untouched: scaling cannot repair them, and the
-    caller should skip the step (see `has_nonfinite`).
+    caller should skip the step (see `has_nonfinite`). `norm`: global_grad_norm(params),
+    when the caller has it already (saves a pass over every gradient).
     """
     max_norm = _require_positive("max_norm", max_norm)
     params = _unique(params)
-    norm = global_grad_norm(params)
+    norm = global_grad_norm(params) if norm is None else norm
     if math.isfinite(norm) and norm > max_norm:
         scale = max_norm / (norm + 1e-6)  # + 1e-6 keeps the result strictly below max_norm
         for p in params:

@@ -32,7 +32,7 @@ from nnctl.config import TrainConfig
 from nnctl.data.base import batch_length
 from nnctl.distributed import SingleProcess, check_shardable, training_arrays
 from nnctl.models.base import LossOutput
-from nnctl.optim import clip_grad_norm, has_nonfinite
+from nnctl.optim import clip_grad_norm, global_grad_norm, has_nonfinite
 from nnctl.rundir import RunDir
 
 
@@ -250,7 +250,13 @@ class Trainer:
         out, stop = self.comm.combine_step(params, out, stop=self.stop_signal is not None)
         if stop and self._agreed_stop is None:
             self._agreed_stop = self.stop_signal or signal.SIGTERM
-        finite = math.isfinite(float(out.loss_sum)) and not has_nonfinite(params)
+        clip = self.config.clip_grad_norm
+        # With clipping on, the global norm is needed anyway, and it is finite exactly when
+        # every gradient is (or when the float32 sum of squares overflows, past a norm of
+        # 1.8e19: diverged too), so one pass over the gradients answers both questions.
+        norm = global_grad_norm(params) if clip is not None else None
+        grads_finite = math.isfinite(norm) if norm is not None else not has_nonfinite(params)
+        finite = math.isfinite(float(out.loss_sum)) and grads_finite
         if not finite:
             if self.config.on_nonfinite == "skip":
                 p.nonfinite_skips += 1
@@ -262,8 +268,8 @@ class Trainer:
                 f"checkpoint is {last}; lower the learning rate, set train.clip_grad_norm, or set "
                 f"train.on_nonfinite: skip")
         self.state = new_state
-        if self.config.clip_grad_norm is not None:
-            clip_grad_norm(params, self.config.clip_grad_norm)
+        if clip is not None:
+            clip_grad_norm(params, clip, norm=norm)
         self.optimizer.step()
         p.step += 1
         return out

@@ -212,9 +212,11 @@ def test_damaged_checkpoints_are_rejected_with_one_line(toy_config, tmp_path, da
     assert result.exit_code == 4 and len(result.output.strip().splitlines()) == 1, result.output
 
 
-def test_nonfinite_loss_stops_and_names_the_step(toy_config, tmp_path):
+@pytest.mark.parametrize("clip", [[], ["--set", "train.clip_grad_norm=1.0"]], ids=["no clipping", "clipping"])
+def test_nonfinite_loss_stops_and_names_the_step(toy_config, tmp_path, clip):
+    """With clipping on, the finiteness check is the clipping norm's: it must catch the same steps."""
     result = runner.invoke(app, ["train", str(toy_config), "--runs-dir", str(tmp_path / "runs"),
-                                 "--set", "optimizer.lr=1e38", "--set", "model.scale=1e30"])
+                                 "--set", "optimizer.lr=1e38", "--set", "model.scale=1e30", *clip])
     assert result.exit_code == 1, result.output
     assert "non-finite loss or gradient at epoch" in result.output and "last good checkpoint" in result.output
 

@@ -2,7 +2,7 @@
 
 OpenBLAS runs a matrix product on all cores, but a NumPy ufunc (`exp`, `max`, `-=`) runs
 on one. On a word-level LM's (700, 10000) logits, the one-core max/subtract/exp pass was
-a quarter of a small model's training step (py-spy, issue 6). NumPy releases the GIL
+a quarter of the book-size LM's training step (py-spy, issue 6). NumPy releases the GIL
 inside ufuncs and reductions, so ordinary Python threads, each on its own rows of the
 array, run truly in parallel; no extension code is needed.
 
@@ -27,6 +27,7 @@ from typing import Callable
 _THREAD_VARIABLES = ("NNCTL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
 
 _pool: ThreadPoolExecutor | None = None
+_pool_size = 0
 _pool_owner: int | None = None  # the pid that made the pool: a forked child must make its own
 
 
@@ -43,10 +44,11 @@ def num_threads() -> int:
 
 
 def _helpers(count: int) -> ThreadPoolExecutor:
-    global _pool, _pool_owner
-    if _pool is None or _pool_owner != os.getpid() or _pool._max_workers < count:
+    """A pool of at least `count` threads, made once per process (and again if more are needed)."""
+    global _pool, _pool_size, _pool_owner
+    if _pool is None or _pool_owner != os.getpid() or _pool_size < count:
         _pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="nnctl-rows")
-        _pool_owner = os.getpid()
+        _pool_size, _pool_owner = count, os.getpid()
     return _pool
 
 

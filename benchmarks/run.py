@@ -2,11 +2,13 @@
 """nnctl benchmark suite: throughput, memory, matrix-product share and bound, peers side by side.
 
     python3 benchmarks/run.py --data-dir /work/shared/data [--only lm,cnn,cbow] [--quick]
-                              [--json out.json] [--peer-python /tmp/peers/bin/python]
+                              [--repeat N] [--json out.json] [--peer-python /tmp/peers/bin/python]
 
 Each workload runs in its own process (benchmarks/worker.py) so its peak resident memory
 is its own; the peer (PyTorch or gensim, run with --peer-python as a subprocess) runs
 right after it on the same work, so each ratio compares figures taken a minute apart.
+With --repeat N each (nnctl, peer) pair runs N times in a row; the table shows the round
+whose training ratio is the median, and the spread of the ratios follows it.
 See benchmarks/README.md for what every figure means.
 """
 
@@ -193,6 +195,17 @@ def print_table(rows: list[dict], results: dict, log) -> None:
             f"{fmt(row['x_book'], '.1f') + marks.get('x_book', ''):>7} "
             f"{fmt(row['x_book_scaled'], '.1f') + marks.get('x_book_scaled', ''):>7} {fmt(row['bound']):>9} {fmt(row['fraction_of_bound'], '.0%'):>6} "
             f"{fmt(row['matmul_share'], '.0%'):>6} {fmt(row['peak_rss_mb'], ',.0f'):>7} {fmt(row['peer_peak_rss_mb'], ',.0f'):>7}")
+    spread = [(name, entry["rounds"]) for name, entry in results.items() if entry.get("rounds")]
+    if spread:
+        log("")
+        log("Ratio over the rounds (min / median / max; the table shows the median round):")
+        for name, rounds in spread:
+            for phase in ("train", "eval"):
+                ratios = sorted(r[phase] for r in rounds if r.get(phase) is not None)
+                if ratios:
+                    mid = ratios[(len(ratios) - 1) // 2]
+                    log(f"  {name:<10} {phase:<5} {ratios[0]:.2f} / {mid:.2f} / {ratios[-1]:.2f}   "
+                        f"({', '.join(f'{r:.2f}' for r in ratios)})")
     cbow = results.get("cbow") or {}
     if cbow.get("quality"):
         log("")
@@ -211,6 +224,49 @@ def print_table(rows: list[dict], results: dict, log) -> None:
             log(f"  {h['share']:6.1%}  {h['where']:<40} {h['function']:<24} [{h['kind']}]")
 
 
+def run_pair(name: str, p: dict, data_dir: Path, exe: str | None, has: dict, spy: str | None,
+             tmp: Path, log) -> dict:
+    """One round of a workload: nnctl's worker (profiled when `spy`), then its peer."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(HERE / "worker.py"), name, "--data-dir", str(data_dir),
+           "--eval-seconds", str(p["eval_seconds"])]
+    cmd += ["--epochs", str(p["epochs"])] if "epochs" in p else ["--warmup", str(p["warmup"]),
+                                                                 "--seconds", str(p["seconds"])]
+    if spy:
+        cmd += ["--profile-seconds", str(p["profile_seconds"])]
+    if name == "cbow":
+        cmd += ["--vectors-out", str(tmp / "nnctl_vectors")]
+    entry = {"nnctl": run_process(cmd, log, tmp / f"{name}.prof" if spy else None, p["profile_seconds"])}
+    if entry["nnctl"] is None:
+        return entry
+    if spy and (tmp / f"{name}.prof").exists():
+        entry["profile"] = profile_share.summarise(tmp / f"{name}.prof")
+    peer_kind = "gensim" if name == "cbow" else "torch"
+    if exe and has.get(peer_kind):
+        entry["peer"] = run_process(peer_command(name, entry["nnctl"], exe, data_dir, p, tmp / "gensim_vectors"), log)
+    else:
+        log(f"  peer skipped: no {peer_kind} (give --peer-python)")
+    for row in rows_for(name, entry):
+        log(f"  {row['phase']}: nnctl {fmt(row['nnctl'])} {row['unit']}, peer {fmt(row['peer'])}, "
+            f"ratio {fmt(row['ratio'], '.2f')}")
+    return entry
+
+
+def median_round(rounds: list[dict]) -> dict:
+    """The round whose training ratio is the median (the lower middle one for an even count),
+    so every figure in the table comes from one real round; the first round's profile is kept."""
+    def train_ratio(entry: dict) -> float:
+        nn, peer = entry.get("nnctl") or {}, entry.get("peer") or {}
+        mine, theirs = nn.get("train_per_s"), peer.get("train_per_s")
+        return mine / theirs if mine and theirs else (mine or 0.0)
+
+    ranked = sorted(rounds, key=train_ratio)
+    chosen = dict(ranked[(len(ranked) - 1) // 2])
+    if "profile" in rounds[0]:
+        chosen["profile"] = rounds[0]["profile"]
+    return chosen
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=os.environ.get("NNCTL_DATA"),
@@ -223,7 +279,11 @@ def main(argv=None) -> int:
                     help=f"interpreter with torch / gensim for the peers (default: {DEFAULT_PEER_PYTHON} if present)")
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--no-profile", action="store_true", help="skip the py-spy pass (matmul share, hot spots)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run each (nnctl, peer) pair N times; report the median round and the spread")
     args = ap.parse_args(argv)
+    if args.repeat < 1:
+        ap.error(f"--repeat: need at least 1 round, got {args.repeat}")
 
     from nnctl.data.download import default_data_dir
 
@@ -259,36 +319,20 @@ def main(argv=None) -> int:
     t_suite = time.perf_counter()
     for name in names:
         p = p_all[name]
-        log(f"\n== {name}")
-        cmd = [sys.executable, str(HERE / "worker.py"), name, "--data-dir", str(data_dir),
-               "--eval-seconds", str(p["eval_seconds"])]
-        cmd += ["--epochs", str(p["epochs"])] if "epochs" in p else ["--warmup", str(p["warmup"]),
-                                                                     "--seconds", str(p["seconds"])]
-        if spy:
-            cmd += ["--profile-seconds", str(p["profile_seconds"])]
-        if name == "cbow":
-            cmd += ["--vectors-out", str(tmp / "nnctl_vectors")]
-        entry = {"nnctl": run_process(cmd, log, tmp / f"{name}.prof" if spy else None, p["profile_seconds"])}
-        if entry["nnctl"] is None:
-            results[name] = entry
-            continue
-        if spy and (tmp / f"{name}.prof").exists():
-            entry["profile"] = profile_share.summarise(tmp / f"{name}.prof")
-        peer_kind = "gensim" if name == "cbow" else "torch"
-        if exe and has.get(peer_kind):
-            entry["peer"] = run_process(peer_command(name, entry["nnctl"], exe, data_dir, p, tmp / "gensim_vectors"),
-                                        log)
-        else:
-            log(f"  peer skipped: no {peer_kind} (give --peer-python)")
+        rounds = []
+        for round_no in range(args.repeat):
+            log(f"\n== {name}" + (f" (round {round_no + 1} of {args.repeat})" if args.repeat > 1 else ""))
+            rounds.append(run_pair(name, p, data_dir, exe, has, spy if round_no == 0 else None,
+                                   tmp / f"round{round_no}", log))
+        entry = median_round(rounds)
         if name == "cbow":
             entry["quality"] = {}
             for who, part in (("nnctl", entry["nnctl"]), ("gensim", entry.get("peer"))):
                 if part and part.get("vectors"):
                     entry["quality"][who] = word_quality(part["vectors"], data_dir)
+        if len(rounds) > 1:
+            entry["rounds"] = [{row["phase"]: row["ratio"] for row in rows_for(name, r)} for r in rounds]
         results[name] = entry
-        for row in rows_for(name, entry):
-            log(f"  {row['phase']}: nnctl {fmt(row['nnctl'])} {row['unit']}, peer {fmt(row['peer'])}, "
-                f"ratio {fmt(row['ratio'], '.2f')}")
     shutil.rmtree(tmp, ignore_errors=True)
 
     rows = [row for name in names if name in results for row in rows_for(name, results[name])]

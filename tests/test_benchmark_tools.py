@@ -62,3 +62,17 @@ def test_time_product_is_positive_and_layouts_agree_on_shape():
     bound = gemm_bound.measure(gemm_bound.simple_convnet_products(4, training=False), min_seconds=0.0)
     assert len(bound["products"]) == 3 and bound["seconds_per_batch"] > 0
     assert np.isfinite([p["gflops"] for p in bound["products"]]).all()
+
+
+def test_median_round_is_one_real_round_and_keeps_the_first_profile():
+    import run
+
+    def round_(mine, theirs, profile=None):
+        entry = {"nnctl": {"train_per_s": mine}, "peer": {"train_per_s": theirs}}
+        return {**entry, "profile": profile} if profile else entry
+
+    rounds = [round_(120, 100, profile={"samples": 7}), round_(90, 100), round_(110, 100), round_(100, 100)]
+    chosen = run.median_round(rounds)
+    assert chosen["nnctl"]["train_per_s"] == 100  # ratios 0.9, 1.0, 1.1, 1.2: the lower middle
+    assert chosen["profile"] == {"samples": 7}
+    assert run.median_round(rounds[:1]) == rounds[0]

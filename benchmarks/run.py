@@ -33,6 +33,10 @@ sys.path.insert(0, str(HERE))
 
 import profile_share  # noqa: E402
 
+# The environment as the user gave it, taken before anything imports nnctl (whose import
+# sets OpenBLAS's thread timeout for nnctl's own process): the peers run in this one.
+USER_ENV = dict(os.environ)
+
 DEFAULT_PEER_PYTHON = "/tmp/peers/bin/python"
 
 # Reference figures of the book's NumPy code (Saito, "Deep Learning from Scratch" 1 and 2),
@@ -85,7 +89,7 @@ def run_process(cmd: list[str], log, profile_to: Path | None = None, profile_sec
                 timeout: float = 1800) -> dict | None:
     """Run a workload, attaching py-spy between its PROFILE_START / PROFILE_END lines; its RESULT dict."""
     log(f"  $ {' '.join(cmd)}")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=USER_ENV)
     spy, result, deadline = None, None, time.monotonic() + timeout
     for line in proc.stdout:
         line = line.rstrip("\n")

@@ -43,7 +43,7 @@ class Product(NamedTuple):
     # Also time the same result as a transposed product, C.T = B.T @ A.T with the (k, n)
     # operand stored (n, k) and A as stored, and keep the faster. For the LSTM's per-step
     # products, with a few rows against the whole (H, 4H) matrix, the transposed form is
-    # 25-30% faster here, and it is the form nnctl uses.
+    # 17-32% faster here, and it is the form nnctl uses.
     transposable: bool = False
 
 

@@ -256,13 +256,13 @@ def run_pair(name: str, p: dict, data_dir: Path, exe: str | None, has: dict, spy
     return entry
 
 
-def median_round(rounds: list[dict]) -> dict:
+def median_round(name: str, rounds: list[dict]) -> dict:
     """The round whose training ratio is the median (the lower middle one for an even count),
-    so every figure in the table comes from one real round; the first round's profile is kept."""
+    so every figure in the table comes from one real round; the first round's profile is kept.
+    Without a peer, rounds are ranked by nnctl's own training speed."""
     def train_ratio(entry: dict) -> float:
-        nn, peer = entry.get("nnctl") or {}, entry.get("peer") or {}
-        mine, theirs = nn.get("train_per_s"), peer.get("train_per_s")
-        return mine / theirs if mine and theirs else (mine or 0.0)
+        row = next((r for r in rows_for(name, entry) if r["phase"] == "train"), None)
+        return 0.0 if row is None else row["ratio"] or row["nnctl"]
 
     ranked = sorted(rounds, key=train_ratio)
     chosen = dict(ranked[(len(ranked) - 1) // 2])
@@ -328,7 +328,7 @@ def main(argv=None) -> int:
             log(f"\n== {name}" + (f" (round {round_no + 1} of {args.repeat})" if args.repeat > 1 else ""))
             rounds.append(run_pair(name, p, data_dir, exe, has, spy if round_no == 0 else None,
                                    tmp / f"round{round_no}", log))
-        entry = median_round(rounds)
+        entry = median_round(name, rounds)
         if name == "cbow":
             entry["quality"] = {}
             for who, part in (("nnctl", entry["nnctl"]), ("gensim", entry.get("peer"))):

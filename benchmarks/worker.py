@@ -59,6 +59,16 @@ def load_config(name: str) -> dict:
     return nnconfig.resolve(json.loads(json.dumps(spec)), f"benchmarks:{name}")
 
 
+def build(name: str, data_dir: str | None):
+    """(config, experiment, Trainer) for a workload, built as `nnctl train` builds them."""
+    cfg = load_config(name)
+    exp = experiment.build(cfg, data_dir=data_dir)
+    trainer = Trainer(model=exp.model, data=exp.data, optimizer=exp.optimizer, schedule=exp.schedule,
+                      config=exp.train, experiment=cfg, model_extras=exp.model_extras)
+    trainer._started = time.perf_counter()
+    return cfg, exp, trainer
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident set (VmHWM), in MB."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -146,11 +156,7 @@ def main(argv=None) -> int:
 
     keep_freed_memory()  # as the CLI does at start
     t_build = time.perf_counter()
-    cfg = load_config(args.workload)
-    exp = experiment.build(cfg, data_dir=args.data_dir)
-    trainer = Trainer(model=exp.model, data=exp.data, optimizer=exp.optimizer, schedule=exp.schedule,
-                      config=exp.train, experiment=cfg, model_extras=exp.model_extras)
-    trainer._started = time.perf_counter()
+    cfg, exp, trainer = build(args.workload, args.data_dir)
     build_s = time.perf_counter() - t_build
     batches = endless_batches(trainer, cfg["seed"])
     unit = exp.data.unit

@@ -68,11 +68,19 @@ def test_median_round_is_one_real_round_and_keeps_the_first_profile():
     import run
 
     def round_(mine, theirs, profile=None):
-        entry = {"nnctl": {"train_per_s": mine}, "peer": {"train_per_s": theirs}}
+        entry = {"nnctl": {"train_per_s": mine, "unit": "tokens"}, "peer": {"train_per_s": theirs}}
         return {**entry, "profile": profile} if profile else entry
 
     rounds = [round_(120, 100, profile={"samples": 7}), round_(90, 100), round_(110, 100), round_(100, 100)]
-    chosen = run.median_round(rounds)
+    chosen = run.median_round("lm_book", rounds)
     assert chosen["nnctl"]["train_per_s"] == 100  # ratios 0.9, 1.0, 1.1, 1.2: the lower middle
     assert chosen["profile"] == {"samples": 7}
-    assert run.median_round(rounds[:1]) == rounds[0]
+    assert run.median_round("lm_book", rounds[:1]) == rounds[0]
+
+
+def test_repeat_needs_at_least_one_round(capsys):
+    import run
+
+    with pytest.raises(SystemExit) as stop:
+        run.main(["--repeat", "0", "--no-peers", "--no-profile"])
+    assert stop.value.code == 2 and "--repeat: need at least 1 round" in capsys.readouterr().err

@@ -61,7 +61,8 @@ class LSTM(Layer):
         Y = xp.empty_like(C)  # outputs h_t
         # The per-step product reads all of Wh for a few rows of h. BLAS streams the big
         # matrix faster as the left operand: Wh.T @ h.T, then transposed back, measured
-        # 25-30% quicker than h @ Wh for N = 10-20 rows and H = 100-650.
+        # 17-32% quicker than h @ Wh for N = 10-20 rows and H = 100-650 (best-of timings
+        # with benchmarks/gemm_bound.py's time_product, which keeps the faster form).
         WhT = xp.ascontiguousarray(self.Wh.data.T)  # (4H, H)
         # sigmoid(z) = (tanh(z / 2) + 1) / 2, which cannot overflow as exp(-z) can. Halving
         # the i, f, o pre-activations once, for all steps, lets one tanh serve all four gates.

@@ -190,16 +190,18 @@ def test_plain_time_distributed_linear_backward():
     check(Linear(4, 6, rng=np.random.default_rng(0), dtype=F64), normal((2, 3, 4)))
 
 
-def tiny_model(tie=True, dropout=0.0, layers=2, dtype=F64, seed=0):
+def tiny_model(tie=True, dropout=0.0, layers=2, dtype=F64, seed=0, sparse=False):
     return LSTMLanguageModel(embed_dim=4, hidden_dim=4, num_layers=layers, dropout=dropout, tie_weights=tie,
-                             init_scale=0.5, vocab_size=7, rng=np.random.default_rng(seed), dtype=dtype)
+                             init_scale=0.5, vocab_size=7, rng=np.random.default_rng(seed), dtype=dtype,
+                             sparse_embedding=sparse)
 
 
-@pytest.mark.parametrize("tie, dropout, layers", [(True, 0.0, 2), (False, 0.3, 2), (True, 0.3, 1)],
-                         ids=["tied", "untied_dropout", "tied_dropout_1layer"])
-def test_whole_model_gradient_over_a_carried_window(tie, dropout, layers):
+@pytest.mark.parametrize("tie, dropout, layers, sparse",
+                         [(True, 0.0, 2, False), (False, 0.3, 2, False), (True, 0.3, 1, False), (False, 0.0, 1, True)],
+                         ids=["tied", "untied_dropout", "tied_dropout_1layer", "untied_sparse_embedding"])
+def test_whole_model_gradient_over_a_carried_window(tie, dropout, layers, sparse):
     """Every parameter of lstm_lm, on a window that continues from a previous one."""
-    model = tiny_model(tie, dropout, layers)
+    model = tiny_model(tie, dropout, layers, sparse=sparse)
     ids = np.random.default_rng(1).integers(0, 7, (2, 6))
     _, state = model.loss((ids[:, :3], ids[:, 1:4]), None)
     state = [(h.copy(), c.copy()) for h, c in state]
@@ -239,6 +241,47 @@ def test_tie_weights_with_mismatched_sizes_is_a_clear_config_error():
     message = str(info.value)
     assert "\n" not in message
     assert "embed_dim 200" in message and "hidden_dim 650" in message and "tie_weights" in message
+
+
+def test_sparse_embedding_with_tied_weights_is_a_clear_config_error():
+    with pytest.raises(ConfigError) as info:
+        MODELS.build({"type": "lstm_lm", "tie_weights": True, "sparse_embedding": True}, "model",
+                     vocab_size=10, rng=np.random.default_rng(0), dtype=np.float32)
+    message = str(info.value)
+    assert "\n" not in message and "sparse_embedding" in message and "tie_weights: false" in message
+
+
+@pytest.mark.parametrize("clip", [None, 0.05], ids=["no_clip", "clipped"])
+def test_sparse_embedding_trains_exactly_like_a_dense_one_under_sgd(clip):
+    """SGD without weight decay moves only rows with a gradient, so visiting just the touched
+    rows (zero_grad, norm, clipping, update) must give the very same weights, step by step."""
+    from nnctl.optim import SGD, clip_grad_norm
+
+    rng = np.random.default_rng(3)
+    windows = [(rng.integers(0, 5, (2, 4)), rng.integers(0, 7, (2, 4))) for _ in range(4)]  # words 5, 6 never read
+    trained = []
+    for sparse in (False, True):
+        model = tiny_model(tie=False, layers=1, sparse=sparse)
+        assert model.embedding.W.sparse is sparse
+        sgd = SGD(lr=0.5, params=model.named_params())
+        state = None
+        for batch in windows:
+            model.zero_grad()
+            _, state = model.loss(batch, state)
+            model.backward()
+            if clip is not None:
+                clip_grad_norm(model.params(), clip)
+            sgd.step()
+        trained.append({name: p.data.copy() for name, p in model.named_params().items()})
+    dense, sparse = trained
+    assert dense.keys() == sparse.keys()
+    for name in dense:
+        np.testing.assert_array_equal(sparse[name], dense[name], err_msg=name)
+    # the embedding did move, only in the rows of the words seen
+    seen = np.unique(np.concatenate([ids.ravel() for ids, _ in windows]))
+    start = tiny_model(tie=False, layers=1).embedding.W.data
+    moved = np.flatnonzero(np.abs(sparse["embedding.W"] - start).sum(axis=1) > 0)
+    np.testing.assert_array_equal(moved, seen)
 
 
 @pytest.mark.parametrize("key, value", [("hidden_dim", 0), ("num_layers", 0), ("dropout", 1.0), ("init_scale", 0.0)])

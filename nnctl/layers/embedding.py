@@ -38,13 +38,14 @@ class Embedding(Layer):
 
     Backward adds each row of dy into the row of W its word came from (a word seen
     twice in the batch gets both rows). There is no gradient for integer ids.
+    sparse: make W a sparse Param (only the touched rows are zeroed, clipped and updated).
     """
 
     def __init__(self, vocab_size: int, embed_dim: int, *, rng: np.random.Generator,
-                 init_scale: float = 0.1, dtype=np.float32):
+                 init_scale: float = 0.1, dtype=np.float32, sparse: bool = False):
         if vocab_size <= 0 or embed_dim <= 0:
             raise ValueError(f"vocab_size and embed_dim must be > 0, got {vocab_size} and {embed_dim}")
-        self.W = Param.init(rng.uniform(-init_scale, init_scale, (vocab_size, embed_dim)), dtype)
+        self.W = Param.init(rng.uniform(-init_scale, init_scale, (vocab_size, embed_dim)), dtype, sparse=sparse)
 
     def forward(self, ids):
         self.ids = ids

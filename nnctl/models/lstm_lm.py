@@ -32,12 +32,17 @@ class LSTMLanguageModel(Model):
 
     init_scale: embeddings (and an untied output matrix) start uniform in +-init_scale;
     LSTM weights uniform in +-1/sqrt(H).
+    sparse_embedding: keep the (untied) embedding's gradient as the rows a batch touched
+    (a sparse Param), so zero_grad, the gradient norm, clipping and the optimizer visit
+    those rows instead of the whole table: with plain SGD (no weight decay) the same
+    update, computed faster; stateful optimizers update those rows lazily (see optim.py).
     """
 
     metric = "perplexity"
 
     def __init__(self, embed_dim: int = 650, hidden_dim: int = 650, num_layers: int = 2,
-                 dropout: float = 0.5, tie_weights: bool = True, init_scale: float = 0.1, *,
+                 dropout: float = 0.5, tie_weights: bool = True, init_scale: float = 0.1,
+                 sparse_embedding: bool = False, *,
                  vocab_size: int, rng: np.random.Generator, dtype=np.float32):
         for name, value in (("embed_dim", embed_dim), ("hidden_dim", hidden_dim), ("num_layers", num_layers)):
             if value <= 0:
@@ -50,9 +55,13 @@ class LSTMLanguageModel(Model):
             raise ValueError(f"tie_weights needs embed_dim == hidden_dim (the output weight IS the embedding), "
                              f"got embed_dim {embed_dim} and hidden_dim {hidden_dim}; make them equal "
                              "or set tie_weights: false")
+        if tie_weights and sparse_embedding:
+            raise ValueError("sparse_embedding needs tie_weights: false (a tied embedding is also the output "
+                             "matrix, whose gradient fills every row); set one of them to false")
         self.vocab_size = vocab_size
         self.tie_weights = tie_weights
-        self.embedding = Embedding(vocab_size, embed_dim, rng=rng, init_scale=init_scale, dtype=dtype)
+        self.embedding = Embedding(vocab_size, embed_dim, rng=rng, init_scale=init_scale, dtype=dtype,
+                                   sparse=sparse_embedding)
         self.lstms = [LSTM(embed_dim if layer == 0 else hidden_dim, hidden_dim, rng=rng, dtype=dtype)
                       for layer in range(num_layers)]
         # dropouts[0] after the embedding, dropouts[l + 1] after LSTM layer l

@@ -185,6 +185,31 @@ def test_fused_decoder_on_threads_matches_the_plain_composition(monkeypatch, mod
     np.testing.assert_allclose(fused.b.grad, plain.b.grad, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.parametrize("dtype", [F64, np.float32])
+def test_fused_decoder_with_huge_logits_in_some_rows(monkeypatch, dtype):
+    """Rows whose logits reach +-1e4 take the max-shifted exp, the others exp(l) unshifted
+    (decoder_loss.SHIFT_FREE_RANGE); both kinds of block must give the composition's numbers."""
+    monkeypatch.setenv("NNCTL_NUM_THREADS", "2")
+    rng = np.random.default_rng(0)
+    fused = DecoderCrossEntropy(5, 11, rng=rng, dtype=dtype)
+    plain = OutputProjection(5, 11, rng=rng, dtype=F64)
+    plain.W.data[...] = fused.W.data
+    h = normal((80, 5), 4)
+    h[:8] *= 1e4 / np.abs(h[:8] @ plain.W.data.T).max()  # the first block: logits up to +-1e4
+    h[40:41] *= 200.0  # and one row in a later block
+    y = np.random.default_rng(5).integers(0, 11, 80)
+    loss = SoftmaxCrossEntropy()
+    mean = loss.forward(plain.forward(h), y)
+    dh_plain = plain.backward(loss.backward(1.0))
+    total = fused.forward(h.astype(dtype), y)
+    dh = fused.backward(1.0 / y.size)
+    assert np.isfinite(total) and np.all(np.isfinite(dh)) and np.all(np.isfinite(fused.W.grad))
+    rtol = 1e-10 if dtype == F64 else 1e-4
+    np.testing.assert_allclose(total / y.size, mean, rtol=rtol)
+    np.testing.assert_allclose(dh, dh_plain, rtol=rtol, atol=rtol * np.abs(dh_plain).max())
+    np.testing.assert_allclose(fused.W.grad, plain.W.grad, rtol=rtol, atol=rtol * np.abs(plain.W.grad).max())
+
+
 def test_plain_time_distributed_linear_backward():
     """The unfused path (a Linear over (N, T, H)) is gradient-checked too."""
     check(Linear(4, 6, rng=np.random.default_rng(0), dtype=F64), normal((2, 3, 4)))

@@ -5,8 +5,10 @@
                               [--repeat N] [--json out.json] [--peer-python /tmp/peers/bin/python]
 
 Each workload runs in its own process (benchmarks/worker.py) so its peak resident memory
-is its own; the peer (PyTorch or gensim, run with --peer-python as a subprocess) runs
-right after it on the same work, so each ratio compares figures taken a minute apart.
+is its own; the peer (PyTorch, run with --peer-python as a subprocess) runs the same
+work. Both are started and warmed up, then take turns: short timed slices, alternately
+A B B A ..., so the machine's drift lands on both alike (benchmarks/turns.py). CBOW and
+gensim train whole epochs, one after the other.
 With --repeat N each (nnctl, peer) pair runs N times in a row; the table shows the round
 whose training ratio is the median, and the spread of the ratios follows it.
 See benchmarks/README.md for what every figure means.
@@ -32,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 import profile_share  # noqa: E402
+import turns  # noqa: E402
 
 # The environment as the user gave it, taken before anything imports nnctl (whose import
 # sets OpenBLAS's thread timeout for nnctl's own process): the peers run in this one.
@@ -58,15 +61,18 @@ GROUPS = {"lm": ["lm_book", "lm_small", "lm_medium"], "cnn": ["cnn"], "cbow": ["
 
 
 def plan(quick: bool) -> dict[str, dict]:
-    """Per-workload windows (seconds); --quick keeps the whole suite near 2-3 minutes."""
+    """Per-workload windows (seconds per tool, cut into `slices` turns); --quick keeps the
+    whole suite near 2-3 minutes."""
     if quick:
-        lm = {"warmup": 3, "seconds": 6, "eval_seconds": 3, "profile_seconds": 3}
+        lm = {"warmup": 3, "seconds": 6, "slices": 3, "eval_seconds": 3, "eval_slices": 3, "profile_seconds": 3}
         return {"lm_book": lm, "lm_small": {**lm, "profile_seconds": 5}, "lm_medium": {**lm, "seconds": 8},
-                "cnn": {"warmup": 5, "seconds": 5, "eval_seconds": 2, "profile_seconds": 3},
+                "cnn": {"warmup": 5, "seconds": 5, "slices": 3, "eval_seconds": 2, "eval_slices": 2,
+                        "profile_seconds": 3},
                 "cbow": {"epochs": 1, "eval_seconds": 2, "profile_seconds": 3}}
-    lm = {"warmup": 10, "seconds": 25, "eval_seconds": 8, "profile_seconds": 6}
-    return {"lm_book": lm, "lm_small": {**lm, "profile_seconds": 15}, "lm_medium": {**lm, "warmup": 5, "seconds": 40, "eval_seconds": 15},
-            "cnn": {"warmup": 20, "seconds": 20, "eval_seconds": 5, "profile_seconds": 6},
+    lm = {"warmup": 10, "seconds": 25, "slices": 5, "eval_seconds": 8, "eval_slices": 4, "profile_seconds": 6}
+    return {"lm_book": lm, "lm_small": {**lm, "profile_seconds": 15},
+            "lm_medium": {**lm, "warmup": 5, "seconds": 40, "slices": 8, "eval_seconds": 15, "eval_slices": 5},
+            "cnn": {"warmup": 20, "seconds": 20, "slices": 5, "eval_seconds": 5, "eval_slices": 3, "profile_seconds": 6},
             "cbow": {"epochs": 10, "eval_seconds": 5, "profile_seconds": 6}}
 
 
@@ -85,50 +91,110 @@ def peer_python(requested: str | None) -> tuple[str | None, dict[str, bool]]:
     return exe, has
 
 
-def run_process(cmd: list[str], log, profile_to: Path | None = None, profile_seconds: float = 0,
-                timeout: float = 1800) -> dict | None:
-    """Run a workload, attaching py-spy between its PROFILE_START / PROFILE_END lines; its RESULT dict."""
-    log(f"  $ {' '.join(cmd)}")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=USER_ENV)
-    spy, result, deadline = None, None, time.monotonic() + timeout
-    for line in proc.stdout:
-        line = line.rstrip("\n")
-        if line == "PROFILE_START" and profile_to is not None:
-            spy = subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "--native", "--threads", "--rate", "100",
-                                    "--duration", str(max(int(profile_seconds) - 1, 1)), "--format", "raw",
-                                    "-o", str(profile_to)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                   text=True)
-        elif line == "PROFILE_END" and spy is not None:
-            _, err = spy.communicate(timeout=120)
-            if spy.returncode != 0:
-                log(f"  py-spy failed: {err.strip().splitlines()[-1] if err.strip() else spy.returncode}")
-        elif line.startswith("RESULT "):
-            result = json.loads(line[len("RESULT "):])
-        if time.monotonic() > deadline:
-            proc.kill()
-            log("  timed out")
-    err = proc.stderr.read()
-    proc.wait()
-    if proc.returncode != 0:
-        log(f"  failed (exit {proc.returncode}): {err.strip()[-800:]}")
+class Child:
+    """One benchmark process: nnctl's worker or a peer.
+
+    Its stdout is read line by line: py-spy is attached between its PROFILE_START and
+    PROFILE_END lines, "WORKLOAD {json}" and "RESULT {json}" are kept. Its stdin carries
+    the slice requests of turns.py. stderr goes to a file (a pipe nobody reads could fill
+    up and stall the child) and its tail is logged if the child fails.
+    """
+
+    def __init__(self, cmd: list[str], log, profile_to: Path | None = None, profile_seconds: float = 0,
+                 timeout: float = 1800):
+        log(f"  $ {' '.join(cmd)}")
+        self.log, self.profile_to, self.profile_seconds = log, profile_to, profile_seconds
+        self.deadline = time.monotonic() + timeout
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+                                     text=True, cwd=ROOT, env=USER_ENV)
+        self.spy, self.workload, self.result, self.alive = None, None, None, True
+        self.slices: list[list] = []  # [phase, items, seconds] of each slice, for the JSON
+
+    def _read_until(self, prefix: str | None) -> str | None:
+        """Handle output lines until one starts with `prefix` (returned); None at the end of output."""
+        for line in self.proc.stdout:
+            line = line.rstrip("\n")
+            if line == "PROFILE_START" and self.profile_to is not None:
+                self.spy = subprocess.Popen(
+                    ["py-spy", "record", "--pid", str(self.proc.pid), "--native", "--threads", "--rate", "100",
+                     "--duration", str(max(int(self.profile_seconds) - 1, 1)), "--format", "raw",
+                     "-o", str(self.profile_to)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            elif line == "PROFILE_END" and self.spy is not None:
+                _, err = self.spy.communicate(timeout=120)
+                if self.spy.returncode != 0:
+                    self.log(f"  py-spy failed: {err.strip().splitlines()[-1] if err.strip() else self.spy.returncode}")
+            elif line.startswith("WORKLOAD "):
+                self.workload = json.loads(line[len("WORKLOAD "):])
+            elif line.startswith("RESULT "):
+                self.result = json.loads(line[len("RESULT "):])
+            if time.monotonic() > self.deadline:
+                self.proc.kill()
+                self.log("  timed out")
+            if prefix is not None and line.startswith(prefix):
+                return line
+        self.alive = False
         return None
-    return result
+
+    def ready(self) -> bool:
+        """Wait until the child has built and warmed up (its "READY" line)."""
+        self.alive = self._read_until("READY") is not None
+        return self.alive
+
+    def run_slice(self, phase: str, seconds: float) -> None:
+        """Ask for one timed slice and wait until it is done (the child keeps the totals)."""
+        try:
+            self.proc.stdin.write(f"{phase} {seconds:.3f}\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            self.alive = False
+            return
+        line = self._read_until("SLICE ")
+        self.alive = line is not None
+        if line is not None:
+            _, phase, items, seconds = line.split()
+            self.slices.append([phase, int(items), float(seconds)])
+
+    def finish(self) -> dict | None:
+        """Say "end" (a child not taking turns ignores it), read to the end: its RESULT, or None."""
+        try:
+            self.proc.stdin.write("end\n")
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        self._read_until(None)
+        self.proc.wait()
+        if self.proc.returncode != 0:
+            self.stderr.seek(0)
+            self.log(f"  failed (exit {self.proc.returncode}): {self.stderr.read().strip()[-800:]}")
+            return None
+        return self.result
 
 
-def peer_command(name: str, result: dict, exe: str, data_dir: Path, p: dict, vectors: Path) -> list[str]:
-    cfg = result["config"]
+def take_turns(children: list[Child], p: dict) -> None:
+    """Training slices, then evaluation slices, alternating A B B A ... among the live children."""
+    for phase, seconds, slices in (("train", p["seconds"], p["slices"]), ("eval", p["eval_seconds"], p["eval_slices"])):
+        for order in turns.slice_order(slices):
+            for i in order:
+                if i < len(children) and children[i].alive:
+                    children[i].run_slice(phase, seconds / slices)
+
+
+def peer_command(name: str, workload: dict, exe: str, data_dir: Path, p: dict, vectors: Path) -> list[str]:
+    """The peer's command line for the same work; `workload`: the worker's WORKLOAD line (or RESULT)."""
+    cfg = workload["config"]
     if name.startswith("lm_"):
         m, d = cfg["model"], cfg["data"]
         cmd = [exe, str(HERE / "peers" / "lm_torch.py"), "--data", str(data_dir / "ptb"),
                "--emb", str(m["embed_dim"]), "--hidden", str(m["hidden_dim"]), "--layers", str(m["num_layers"]),
                "--dropout", str(m["dropout"]), "--batch-size", str(d["batch_size"]), "--bptt", str(d["bptt"]),
-               "--eval-batch-size", str(result["eval_batch_size"]), "--lr", str(cfg["optimizer"]["lr"]),
+               "--eval-batch-size", str(workload["eval_batch_size"]), "--lr", str(cfg["optimizer"]["lr"]),
                "--clip", str(cfg["train"]["clip_grad_norm"]), "--warmup", str(p["warmup"]),
                "--seconds", str(p["seconds"]), "--eval-seconds", str(p["eval_seconds"])]
         return cmd + (["--tied"] if m["tie_weights"] else [])
     if name == "cnn":
         return [exe, str(HERE / "peers" / "img_torch.py"), "--data", str(data_dir / "fashion-mnist"),
-                "--batch", str(cfg["data"]["batch_size"]), "--eval-batch", str(result["eval_batch_size"]),
+                "--batch", str(cfg["data"]["batch_size"]), "--eval-batch", str(workload["eval_batch_size"]),
                 "--warmup", str(p["warmup"]), "--seconds", str(p["seconds"]), "--eval-seconds", str(p["eval_seconds"])]
     return [exe, str(HERE / "peers" / "w2v_gensim.py"), "--corpus", str(data_dir / "ptb" / "ptb.train.txt"),
             "--epochs", str(p["epochs"]), "--sample", str(cfg["data"]["subsample"]), "--vectors-out", str(vectors)]
@@ -230,26 +296,44 @@ def print_table(rows: list[dict], results: dict, log) -> None:
 
 def run_pair(name: str, p: dict, data_dir: Path, exe: str | None, has: dict, spy: str | None,
              tmp: Path, log) -> dict:
-    """One round of a workload: nnctl's worker (profiled when `spy`), then its peer."""
+    """One round of a workload: nnctl's worker (profiled when `spy`) and its peer, taking turns."""
     tmp.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(HERE / "worker.py"), name, "--data-dir", str(data_dir),
            "--eval-seconds", str(p["eval_seconds"])]
-    cmd += ["--epochs", str(p["epochs"])] if "epochs" in p else ["--warmup", str(p["warmup"]),
-                                                                 "--seconds", str(p["seconds"])]
+    cmd += ["--epochs", str(p["epochs"])] if "epochs" in p else ["--warmup", str(p["warmup"]), "--turns"]
     if spy:
         cmd += ["--profile-seconds", str(p["profile_seconds"])]
     if name == "cbow":
         cmd += ["--vectors-out", str(tmp / "nnctl_vectors")]
-    entry = {"nnctl": run_process(cmd, log, tmp / f"{name}.prof" if spy else None, p["profile_seconds"])}
+    profile_to = tmp / f"{name}.prof" if spy else None
+    peer_kind = "gensim" if name == "cbow" else "torch"
+    with_peer = bool(exe and has.get(peer_kind))
+    if not with_peer:
+        log(f"  peer skipped: no {peer_kind} (give --peer-python)")
+    entry = {}
+    if "epochs" in p:  # gensim trains its epochs in one call: no turns, one after the other
+        entry["nnctl"] = Child(cmd, log, profile_to, p["profile_seconds"]).finish()
+        if entry["nnctl"] is not None and with_peer:
+            entry["peer"] = Child(peer_command(name, entry["nnctl"], exe, data_dir, p, tmp / "gensim_vectors"),
+                                  log).finish()
+    else:
+        children = [Child(cmd, log, profile_to, p["profile_seconds"])]
+        if children[0].ready() and with_peer:
+            peer = Child(peer_command(name, children[0].workload, exe, data_dir, p, tmp) + ["--turns"], log)
+            if peer.ready():
+                children.append(peer)
+            else:
+                entry["peer"] = peer.finish()  # logs why it failed
+        if children[0].alive:
+            take_turns(children, p)
+        entry["nnctl"] = children[0].finish()  # the profile window runs now, the peer idle
+        if len(children) > 1:
+            entry["peer"] = children[1].finish()
+        entry["slices"] = {who: child.slices for who, child in zip(("nnctl", "peer"), children)}
     if entry["nnctl"] is None:
         return entry
     if spy and (tmp / f"{name}.prof").exists():
         entry["profile"] = profile_share.summarise(tmp / f"{name}.prof")
-    peer_kind = "gensim" if name == "cbow" else "torch"
-    if exe and has.get(peer_kind):
-        entry["peer"] = run_process(peer_command(name, entry["nnctl"], exe, data_dir, p, tmp / "gensim_vectors"), log)
-    else:
-        log(f"  peer skipped: no {peer_kind} (give --peer-python)")
     for row in rows_for(name, entry):
         log(f"  {row['phase']}: nnctl {fmt(row['nnctl'])} {row['unit']}, peer {fmt(row['peer'])}, "
             f"ratio {fmt(row['ratio'], '.2f')}")

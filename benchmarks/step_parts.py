@@ -46,6 +46,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--each", action="store_true",
+                    help="also print every step's milliseconds, in order (to see the machine drift)")
     args = ap.parse_args(argv)
 
     keep_freed_memory()
@@ -82,6 +84,8 @@ def main(argv=None) -> int:
         if record:
             per_step = np.sum(record) / args.steps  # a part may run several times per step
             print(f"  {label:<40} {per_step * 1e3:8.1f}")
+    if args.each:
+        print("each step, ms, in order: " + " ".join(f"{s * 1e3:.0f}" for s in steps))
     return 0
 
 

@@ -8,10 +8,12 @@ Everything is built from the real configs through nnctl.config / nnctl.experimen
 driven through nnctl.trainer.Trainer.step (training) and model.loss in eval mode (what
 Trainer.evaluate does), so what is timed is what `nnctl train` runs.
 
-Phases, in order: build, warm-up steps, the timed training window, an optional profile
-window (run.py attaches py-spy to this pid between the PROFILE_START / PROFILE_END lines;
-those steps are not timed), the timed evaluation window, peak resident memory (VmHWM),
-then the GEMM-only bound. The last stdout line is "RESULT {json}".
+Phases, in order: build, warm-up steps, the timed training window and the timed
+evaluation window (with --turns: the slices of each that run.py asks for on stdin,
+alternating with the peer; see turns.py), an optional profile window (run.py attaches
+py-spy to this pid between the PROFILE_START / PROFILE_END lines; those steps are not
+timed), peak resident memory (VmHWM), then the GEMM-only bound. The last stdout line is
+"RESULT {json}". CBOW (--epochs) trains whole epochs instead, then evaluates.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from nnctl.backend import keep_freed_memory  # noqa: E402
 from nnctl.trainer import Trainer  # noqa: E402
 
 import gemm_bound  # noqa: E402
+import turns  # noqa: E402
 
 # The standard configs. LM and CBOW are the shipped YAML files; the CNN is the model's
 # default ("SimpleConvNet") on Fashion-MNIST, the peer's exact network and optimizer.
@@ -109,23 +112,39 @@ def run_steps(trainer: Trainer, batches, seconds: float | None = None, steps: in
     return items, time.perf_counter() - t0, done
 
 
-def evaluate_window(exp, split: str, batch_size: int, seconds: float, warmup: int = 2):
-    """model.loss in eval mode over `split` (as Trainer.evaluate), timed after `warmup` batches."""
-    model = exp.model
-    model.eval()
-    state, items, t0, n = None, 0, None, 0
-    try:
-        for n, batch in enumerate(exp.data.batches(split, rng=None, batch_size=batch_size)):
-            if n == warmup:
-                t0 = time.perf_counter()
-            _, state = model.loss(batch, state)
-            if t0 is not None:
-                items += item_count(batch)
-                if time.perf_counter() - t0 >= seconds:
-                    break
-    finally:
-        model.train()
-    return items, (time.perf_counter() - t0) if t0 else 0.0
+class EvalStream:
+    """model.loss in eval mode over `split`, as Trainer.evaluate does, in timed slices.
+
+    Each slice carries on where the last stopped (state and position kept; the split
+    starts over when it runs out). The first `warmup` batches are not timed.
+    """
+
+    def __init__(self, exp, split: str, batch_size: int, warmup: int = 2):
+        self.exp, self.split, self.batch_size, self.warmup = exp, split, batch_size, warmup
+        self.state = None
+        self.batches = self._endless()
+
+    def _endless(self):
+        while True:
+            self.state = None  # a new pass over the split starts from a fresh state
+            yield from self.exp.data.batches(self.split, rng=None, batch_size=self.batch_size)
+
+    def step(self) -> int:
+        batch = next(self.batches)
+        _, self.state = self.exp.model.loss(batch, self.state)
+        return item_count(batch)
+
+    def run(self, seconds: float) -> tuple[int, float]:
+        """One timed slice: (items, seconds)."""
+        model = self.exp.model
+        model.eval()
+        try:
+            for _ in range(self.warmup):
+                self.step()
+            self.warmup = 0
+            return turns.timed_loop(self.step, seconds)
+        finally:
+            model.train()
 
 
 def products_for(name: str, exp, training: bool, batch_size: int):
@@ -145,6 +164,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--warmup", type=int, default=10, help="training steps before the clock starts")
     ap.add_argument("--seconds", type=float, default=30.0, help="timed training window")
+    ap.add_argument("--turns", action="store_true",
+                    help="after warm-up, time the slices run.py asks for on stdin (benchmarks/turns.py)")
     ap.add_argument("--epochs", type=int, default=None,
                     help="train whole epochs instead of a window (cbow: corpus words/s and quality)")
     ap.add_argument("--eval-seconds", type=float, default=10.0)
@@ -163,6 +184,10 @@ def main(argv=None) -> int:
     result = {"workload": args.workload, "unit": unit, "config": cfg, "build_s": round(build_s, 2),
               "params": exp.model.num_params()}
 
+    eval_bs = exp.train.eval_batch_size or getattr(exp.data, "batch_size", None)
+    split = "valid" if "valid" in exp.data.splits else "test"
+    evaluation = EvalStream(exp, split, eval_bs)
+    print("WORKLOAD " + json.dumps({"config": cfg, "eval_batch_size": eval_bs}), flush=True)  # for the peer's command
     if args.epochs:  # whole epochs, warm-up included, as gensim's train() is timed
         t0 = time.perf_counter()
         done_items, steps = 0, 0
@@ -179,20 +204,24 @@ def main(argv=None) -> int:
                       corpus_words_per_epoch=corpus_words,
                       train_per_s=corpus_words * args.epochs / train_s,
                       train_examples_per_s=done_items / train_s)
+        e_items, e_secs = evaluation.run(args.eval_seconds)
     else:
         run_steps(trainer, batches, steps=args.warmup)
-        items, secs, steps = run_steps(trainer, batches, seconds=args.seconds)
-        result.update(warmup_steps=args.warmup, train_items=items, train_s=secs, train_steps=steps,
-                      train_per_s=items / secs, step_s=secs / steps)
+        phases = {"train": lambda seconds: run_steps(trainer, batches, seconds=seconds)[:2],
+                  "eval": evaluation.run}
+        if args.turns:  # run.py hands out the slices, alternating with the peer
+            totals = turns.serve(phases)
+        else:
+            totals = turns.run_alone(phases, {"train": args.seconds, "eval": args.eval_seconds})
+        (items, secs), (e_items, e_secs) = totals["train"], totals["eval"]
+        result.update(warmup_steps=args.warmup, train_items=items, train_s=secs,
+                      train_per_s=items / secs if secs else None)
 
     if args.profile_seconds > 0:
         print("PROFILE_START", flush=True)
         run_steps(trainer, batches, seconds=args.profile_seconds)
         print("PROFILE_END", flush=True)
 
-    eval_bs = exp.train.eval_batch_size or getattr(exp.data, "batch_size", None)
-    split = "valid" if "valid" in exp.data.splits else "test"
-    e_items, e_secs = evaluate_window(exp, split, eval_bs, args.eval_seconds)
     result.update(eval_split=split, eval_batch_size=eval_bs, eval_items=e_items, eval_s=e_secs,
                   eval_per_s=e_items / e_secs if e_secs else None)
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)

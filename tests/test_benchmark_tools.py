@@ -1,4 +1,5 @@
-"""The benchmark suite's own arithmetic: profile classification and the GEMM-bound shapes.
+"""The benchmark suite's own machinery: profile classification, the GEMM-bound shapes, and
+the turn-taking between nnctl and its peer.
 
 (The suite itself needs real data and minutes of CPU, so it is not run by pytest.)
 """
@@ -13,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 import gemm_bound  # noqa: E402
 import profile_share  # noqa: E402
+import turns  # noqa: E402
 
 
 def test_profile_share_classifies_samples_and_finds_the_hot_line(tmp_path):
@@ -84,3 +86,73 @@ def test_repeat_needs_at_least_one_round(capsys):
     with pytest.raises(SystemExit) as stop:
         run.main(["--repeat", "0", "--no-peers", "--no-profile"])
     assert stop.value.code == 2 and "--repeat: need at least 1 round" in capsys.readouterr().err
+
+
+def test_serve_answers_each_slice_and_sums_them():
+    import io
+
+    asked = []
+
+    def train(seconds):
+        asked.append(("train", seconds))
+        return 10, seconds
+
+    out = io.StringIO()
+    totals = turns.serve({"train": train, "eval": lambda s: (3, s)},
+                         io.StringIO("train 0.5\n\neval 2\ntrain 1.5\nend\ntrain 9\n"), out)
+    assert asked == [("train", 0.5), ("train", 1.5)]  # nothing after "end"
+    assert totals == {"train": [20, 2.0], "eval": [3, 2.0]}
+    assert out.getvalue().splitlines() == ["READY", "SLICE train 10 0.500000", "SLICE eval 3 2.000000",
+                                           "SLICE train 10 1.500000"]
+    with pytest.raises(SystemExit, match="cannot read 'fly 2'"):
+        turns.serve({"train": train}, io.StringIO("fly 2\n"), io.StringIO())
+
+
+def test_slices_alternate_a_b_b_a():
+    import run
+
+    assert turns.slice_order(4) == [(0, 1), (1, 0), (0, 1), (1, 0)]
+    calls = []
+
+    class Fake:
+        def __init__(self, name, alive=True):
+            self.name, self.alive = name, alive
+
+        def run_slice(self, phase, seconds):
+            calls.append(f"{self.name}:{phase}:{seconds:g}")
+
+    run.take_turns([Fake("A"), Fake("B")], {"seconds": 6, "slices": 3, "eval_seconds": 2, "eval_slices": 2})
+    assert calls == ["A:train:2", "B:train:2", "B:train:2", "A:train:2", "A:train:2", "B:train:2",
+                     "A:eval:1", "B:eval:1", "B:eval:1", "A:eval:1"]
+    calls.clear()
+    run.take_turns([Fake("A"), Fake("B", alive=False)], {"seconds": 1, "slices": 2, "eval_seconds": 1, "eval_slices": 1})
+    assert calls == ["A:train:0.5", "A:train:0.5", "A:eval:1"]  # a dead peer is skipped, nnctl goes on alone
+
+
+FAKE_CHILD = """
+import json, sys
+sys.path.insert(0, {bench!r})
+import turns
+if sys.argv[1] == "crash":
+    sys.exit("cannot find the data: give --data-dir")
+print("WORKLOAD " + json.dumps({{"config": {{"name": "fake"}}, "eval_batch_size": 4}}), flush=True)
+totals = turns.serve({{"train": lambda s: (7, s), "eval": lambda s: (2, s)}})
+print("RESULT " + json.dumps(totals), flush=True)
+"""
+
+
+def test_child_takes_turns_over_its_stdin_and_reports(tmp_path):
+    import run
+
+    script = tmp_path / "fake_child.py"
+    script.write_text(FAKE_CHILD.format(bench=str(Path(run.__file__).parent)))
+    lines = []
+    child = run.Child([sys.executable, str(script), "ok"], lines.append)
+    assert child.ready() and child.workload == {"config": {"name": "fake"}, "eval_batch_size": 4}
+    run.take_turns([child], {"seconds": 1, "slices": 2, "eval_seconds": 0.5, "eval_slices": 1})
+    assert child.slices == [["train", 7, 0.5], ["train", 7, 0.5], ["eval", 2, 0.5]]
+    assert child.finish() == {"train": [14, 1.0], "eval": [2, 0.5]}
+
+    failing = run.Child([sys.executable, str(script), "crash"], lines.append)
+    assert not failing.ready() and failing.finish() is None
+    assert "failed (exit 1): cannot find the data: give --data-dir" in lines[-1]

@@ -2,7 +2,9 @@
 
 conv 30@5x5 -> ReLU -> maxpool 2 -> affine 100 -> ReLU -> affine 10; Adam 1e-3, batch 100,
 whole data set in one tensor, batches from a per-epoch permutation (no DataLoader), as
-/work/shared/bench/img_torch.py. Prints "RESULT {json}" with train and eval images/s.
+/work/shared/bench/img_torch.py. Times one training and one evaluation window, or with
+--turns the slices benchmarks/run.py asks for on stdin, alternating with nnctl
+(../turns.py). Prints "RESULT {json}" with train and eval images/s.
 """
 import argparse
 import gzip
@@ -13,8 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Window, emit  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]
+import turns  # noqa: E402
+from common import emit  # noqa: E402
 
 
 def read_idx(path):
@@ -40,6 +44,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--eval-seconds", type=float, default=5.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--turns", action="store_true", help="time the slices benchmarks/run.py asks for on stdin")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -51,32 +56,54 @@ def main():
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
 
-    win, done = Window(args.warmup, args.seconds), False
-    while not done:
-        perm = torch.randperm(len(xtr))
-        for i in range(0, len(xtr) - args.batch + 1, args.batch):
-            idx = perm[i:i + args.batch]
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xtr[idx]), ytr[idx])
-            loss.backward()
-            opt.step()
-            loss.item()
-            if win.tick(args.batch):
-                done = True
-                break
+    def endless_batches(n, size, shuffle):
+        while True:
+            order = torch.randperm(n) if shuffle else torch.arange(n)
+            for i in range(0, n - size + 1 if shuffle else n, size):
+                yield order[i:i + size]
 
-    model.eval()
-    ewin, done = Window(2, args.eval_seconds), False
-    with torch.no_grad():
-        while not done:
-            for i in range(0, len(xte), args.eval_batch):
-                (model(xte[i:i + args.eval_batch]).argmax(1) == yte[i:i + args.eval_batch]).sum().item()
-                if ewin.tick(len(yte[i:i + args.eval_batch])):
-                    done = True
-                    break
+    train_batches = endless_batches(len(xtr), args.batch, shuffle=True)
+    eval_batches = endless_batches(len(xte), args.eval_batch, shuffle=False)
+
+    def train_step():
+        idx = next(train_batches)
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xtr[idx]), ytr[idx])
+        loss.backward()
+        opt.step()
+        loss.item()
+        return len(idx)
+
+    def eval_step():
+        idx = next(eval_batches)
+        with torch.no_grad():
+            (model(xte[idx]).argmax(1) == yte[idx]).sum().item()
+        return len(idx)
+
+    def train_slice(seconds):
+        model.train()
+        return turns.timed_loop(train_step, seconds)
+
+    def eval_slice(seconds):
+        model.eval()
+        try:
+            return turns.timed_loop(eval_step, seconds)
+        finally:
+            model.train()
+
+    for _ in range(args.warmup):  # untimed, as nnctl's worker warms up
+        train_step()
+    for _ in range(2):
+        eval_step()
+    phases = {"train": train_slice, "eval": eval_slice}
+    if args.turns:
+        totals = turns.serve(phases)
+    else:
+        totals = turns.run_alone(phases, {"train": args.seconds, "eval": args.eval_seconds})
+    (items, secs), (e_items, e_secs) = totals["train"], totals["eval"]
     emit({"peer": f"torch {torch.__version__}", "threads": torch.get_num_threads(),
-          "train_per_s": win.rate, "train_items": win.items, "train_s": win.elapsed,
-          "eval_per_s": ewin.rate, "eval_items": ewin.items, "eval_s": ewin.elapsed})
+          "train_per_s": items / secs if secs else None, "train_items": items, "train_s": secs,
+          "eval_per_s": e_items / e_secs if e_secs else None, "eval_items": e_items, "eval_s": e_secs})
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 embedding -> dropout -> nn.LSTM(layers, inter-layer dropout) -> dropout -> linear decoder
 (tied to the embedding if asked); truncated BPTT with the state carried (detached), SGD,
 gradient-norm clipping; float32. After the shared /work/shared/bench/lm_torch.py, cut
-down to a timed window: prints "RESULT {json}" with train and eval tokens/s.
+down to timed slices: one training and one evaluation window, or with --turns the
+slices benchmarks/run.py asks for on stdin, alternating with nnctl (../turns.py).
+Prints "RESULT {json}" with train and eval tokens/s.
 """
 import argparse
 import os
@@ -13,8 +15,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Window, emit  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]
+import turns  # noqa: E402
+from common import emit  # noqa: E402
 
 
 def read_ids(data_dir):
@@ -75,6 +79,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--eval-seconds", type=float, default=10.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--turns", action="store_true", help="time the slices benchmarks/run.py asks for on stdin")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -84,31 +89,56 @@ def main():
     opt = torch.optim.SGD(model.parameters(), lr=args.lr)
     params = list(model.parameters())
 
-    model.train()
-    state, win = None, Window(args.warmup, args.seconds)
-    for x, y in windows(splits["train"], args.batch_size, args.bptt):
+    train_batches = windows(splits["train"], args.batch_size, args.bptt)
+    eval_batches = windows(splits["valid"], args.eval_batch_size, args.bptt)
+    carried = {"train": None, "eval": None}  # the LSTM state, carried from window to window
+
+    def train_step():
+        x, y = next(train_batches)
+        state = carried["train"]
         state = None if state is None else tuple(s.detach() for s in state)
         opt.zero_grad(set_to_none=True)
-        logits, state = model(x, state)
+        logits, carried["train"] = model(x, state)
         loss = F.cross_entropy(logits, y.reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, args.clip)
         opt.step()
         loss.item()
-        if win.tick(y.numel()):
-            break
+        return y.numel()
 
-    model.eval()
-    state, ewin = None, Window(2, args.eval_seconds)
-    with torch.no_grad():
-        for x, y in windows(splits["valid"], args.eval_batch_size, args.bptt):
-            logits, state = model(x, state)
+    def eval_step():
+        x, y = next(eval_batches)
+        with torch.no_grad():
+            logits, carried["eval"] = model(x, carried["eval"])
             F.cross_entropy(logits, y.reshape(-1), reduction="sum").item()
-            if ewin.tick(y.numel()):
-                break
+        return y.numel()
+
+    def train_slice(seconds):
+        model.train()
+        return turns.timed_loop(train_step, seconds)
+
+    def eval_slice(seconds):
+        model.eval()
+        try:
+            return turns.timed_loop(eval_step, seconds)
+        finally:
+            model.train()
+
+    for _ in range(args.warmup):  # untimed, as nnctl's worker warms up
+        train_step()
+    model.eval()
+    for _ in range(2):
+        eval_step()
+    model.train()
+    phases = {"train": train_slice, "eval": eval_slice}
+    if args.turns:
+        totals = turns.serve(phases)
+    else:
+        totals = turns.run_alone(phases, {"train": args.seconds, "eval": args.eval_seconds})
+    (items, secs), (e_items, e_secs) = totals["train"], totals["eval"]
     emit({"peer": f"torch {torch.__version__}", "threads": torch.get_num_threads(),
-          "train_per_s": win.rate, "train_items": win.items, "train_s": win.elapsed,
-          "eval_per_s": ewin.rate, "eval_items": ewin.items, "eval_s": ewin.elapsed})
+          "train_per_s": items / secs if secs else None, "train_items": items, "train_s": secs,
+          "eval_per_s": e_items / e_secs if e_secs else None, "eval_items": e_items, "eval_s": e_secs})
 
 
 if __name__ == "__main__":

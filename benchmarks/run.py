@@ -152,8 +152,8 @@ class Child:
         line = self._read_until("SLICE ")
         self.alive = line is not None
         if line is not None:
-            _, phase, items, seconds = line.split()
-            self.slices.append([phase, int(items), float(seconds)])
+            _, done_phase, items, took = line.split()
+            self.slices.append([done_phase, int(items), float(took)])
 
     def finish(self) -> dict | None:
         """Say "end" (a child not taking turns ignores it), read to the end: its RESULT, or None."""
@@ -171,12 +171,18 @@ class Child:
         return self.result
 
 
-def take_turns(children: list[Child], p: dict) -> None:
-    """Training slices, then evaluation slices, alternating A B B A ... among the live children."""
+def take_turns(children: list[Child], p: dict, settle: float = 0.2) -> None:
+    """Training slices, then evaluation slices, in the order A B B A ... among the live children.
+
+    Before each slice, `settle` seconds with nobody working: the last player's idle
+    threads still spin for a moment (OpenBLAS's default is about 0.1 s after a product)
+    and would otherwise take the cores from the next player's first steps.
+    """
     for phase, seconds, slices in (("train", p["seconds"], p["slices"]), ("eval", p["eval_seconds"], p["eval_slices"])):
-        for order in turns.slice_order(slices):
+        for order in turns.slice_order(slices, len(children)):
             for i in order:
-                if i < len(children) and children[i].alive:
+                if children[i].alive:
+                    time.sleep(settle)
                     children[i].run_slice(phase, seconds / slices)
 
 
@@ -200,6 +206,18 @@ def peer_command(name: str, workload: dict, exe: str, data_dir: Path, p: dict, v
             "--epochs", str(p["epochs"]), "--sample", str(cfg["data"]["subsample"]), "--vectors-out", str(vectors)]
 
 
+def book_command(workload: dict, data_dir: Path, p: dict) -> list[str]:
+    """The re-created book LM (peers/book_lm.py) on the same work, with nnctl's interpreter."""
+    cfg = workload["config"]
+    m, d = cfg["model"], cfg["data"]
+    cmd = [sys.executable, str(HERE / "peers" / "book_lm.py"), "--data", str(data_dir / "ptb"),
+           "--emb", str(m["embed_dim"]), "--hidden", str(m["hidden_dim"]), "--layers", str(m["num_layers"]),
+           "--dropout", str(m["dropout"]), "--batch-size", str(d["batch_size"]), "--bptt", str(d["bptt"]),
+           "--eval-batch-size", str(workload["eval_batch_size"]), "--lr", str(cfg["optimizer"]["lr"]),
+           "--clip", str(cfg["train"]["clip_grad_norm"]), "--warmup", "2", "--turns"]
+    return cmd + (["--tied"] if m["tie_weights"] else [])
+
+
 def word_quality(vectors_npy: str, data_dir: Path) -> dict:
     """Analogy accuracy and similarity rho with nnctl's evaluator (the same for both tools)."""
     import numpy as np
@@ -219,7 +237,7 @@ def word_quality(vectors_npy: str, data_dir: Path) -> dict:
 
 def rows_for(name: str, r: dict) -> list[dict]:
     """Table rows (train, eval) of one workload."""
-    nn, peer = r.get("nnctl") or {}, r.get("peer") or {}
+    nn, peer, book_here = r.get("nnctl") or {}, r.get("peer") or {}, r.get("book_here") or {}
     rows = []
     for phase in ("train", "eval"):
         value = nn.get(f"{phase}_per_s")
@@ -235,6 +253,8 @@ def rows_for(name: str, r: dict) -> list[dict]:
             "book": BOOK.get(book_key), "x_book": value / BOOK[book_key] if book_key in BOOK else None,
             "x_book_scaled": (value / (BOOK[book_key] * other / PEER_THEN[book_key])
                               if other and book_key in BOOK and book_key in PEER_THEN else None),
+            "book_here": book_here.get(f"{phase}_per_s"),
+            "x_book_here": value / book_here[f"{phase}_per_s"] if book_here.get(f"{phase}_per_s") else None,
             "bound": gemm.get("bound_per_s"), "fraction_of_bound": gemm.get("fraction"),
             "matmul_share": (r.get("profile") or {}).get("share", {}).get("dense matmul") if phase == "train" else None,
             "peak_rss_mb": nn.get("peak_rss_mb") if phase == "train" else None,
@@ -249,7 +269,8 @@ def fmt(value, spec: str = ",.0f", none: str = "-") -> str:
 
 def print_table(rows: list[dict], results: dict, log) -> None:
     head = (f"{'workload':<10} {'phase':<5} {'unit':<9} {'nnctl':>9} {'peer':>9} {'ratio':>6} {'target':>7} "
-            f"{'x book':>7} {'x book~':>7} {'bound':>9} {'of bnd':>6} {'matmul':>6} {'RSS MB':>7} {'peerRSS':>7}")
+            f"{'x book':>7} {'x book~':>7} {'x here':>7} {'bound':>9} {'of bnd':>6} {'matmul':>6} {'RSS MB':>7} "
+            f"{'peerRSS':>7}")
     log("")
     log(head)
     log("-" * len(head))
@@ -257,13 +278,15 @@ def print_table(rows: list[dict], results: dict, log) -> None:
         target = row["target"]
         mark = "" if target is None or row["ratio"] is None else (" ok" if row["ratio"] >= target else " !!")
         marks = {}
-        for key in ("x_book", "x_book_scaled"):
+        for key in ("x_book", "x_book_scaled", "x_book_here"):
             if row["workload"].startswith("lm_") and row["phase"] == "train" and row[key] is not None:
                 marks[key] = "" if row[key] >= BOOK_TARGET else "!"
         log(f"{row['workload']:<10} {row['phase']:<5} {row['unit']:<9} {fmt(row['nnctl']):>9} {fmt(row['peer']):>9} "
             f"{fmt(row['ratio'], '.2f'):>6} {(fmt(target, '.2f') + mark) if target else '-':>7} "
             f"{fmt(row['x_book'], '.1f') + marks.get('x_book', ''):>7} "
-            f"{fmt(row['x_book_scaled'], '.1f') + marks.get('x_book_scaled', ''):>7} {fmt(row['bound']):>9} {fmt(row['fraction_of_bound'], '.0%'):>6} "
+            f"{fmt(row['x_book_scaled'], '.1f') + marks.get('x_book_scaled', ''):>7} "
+            f"{fmt(row['x_book_here'], '.1f') + marks.get('x_book_here', ''):>7} "
+            f"{fmt(row['bound']):>9} {fmt(row['fraction_of_bound'], '.0%'):>6} "
             f"{fmt(row['matmul_share'], '.0%'):>6} {fmt(row['peak_rss_mb'], ',.0f'):>7} {fmt(row['peer_peak_rss_mb'], ',.0f'):>7}")
     spread = [(name, entry["rounds"]) for name, entry in results.items() if entry.get("rounds")]
     if spread:
@@ -295,8 +318,9 @@ def print_table(rows: list[dict], results: dict, log) -> None:
 
 
 def run_pair(name: str, p: dict, data_dir: Path, exe: str | None, has: dict, spy: str | None,
-             tmp: Path, log) -> dict:
-    """One round of a workload: nnctl's worker (profiled when `spy`) and its peer, taking turns."""
+             tmp: Path, log, book: bool = True) -> dict:
+    """One round of a workload: nnctl's worker (profiled when `spy`) and its peer, taking turns;
+    for an LM with `book`, the re-created book code too."""
     tmp.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(HERE / "worker.py"), name, "--data-dir", str(data_dir),
            "--eval-seconds", str(p["eval_seconds"])]
@@ -317,26 +341,32 @@ def run_pair(name: str, p: dict, data_dir: Path, exe: str | None, has: dict, spy
             entry["peer"] = Child(peer_command(name, entry["nnctl"], exe, data_dir, p, tmp / "gensim_vectors"),
                                   log).finish()
     else:
-        children = [Child(cmd, log, profile_to, p["profile_seconds"])]
-        if children[0].ready() and with_peer:
-            peer = Child(peer_command(name, children[0].workload, exe, data_dir, p, tmp) + ["--turns"], log)
-            if peer.ready():
-                children.append(peer)
-            else:
-                entry["peer"] = peer.finish()  # logs why it failed
-        if children[0].alive:
-            take_turns(children, p)
-        entry["nnctl"] = children[0].finish()  # the profile window runs now, the peer idle
-        if len(children) > 1:
-            entry["peer"] = children[1].finish()
-        entry["slices"] = {who: child.slices for who, child in zip(("nnctl", "peer"), children)}
+        players = {"nnctl": Child(cmd, log, profile_to, p["profile_seconds"])}
+        if players["nnctl"].ready():
+            workload = players["nnctl"].workload
+            others = {"peer": (lambda: peer_command(name, workload, exe, data_dir, p, tmp) + ["--turns"])
+                      if with_peer else None,
+                      "book_here": (lambda: book_command(workload, data_dir, p)) if book and name.startswith("lm_")
+                      else None}
+            for who, command in others.items():
+                if command is not None:
+                    child = Child(command(), log)
+                    if child.ready():
+                        players[who] = child
+                    else:
+                        entry[who] = child.finish()  # logs why it failed
+            take_turns(list(players.values()), p)
+        for who, child in players.items():  # nnctl's profile window runs in its finish(), the others idle
+            entry[who] = child.finish()
+        entry["slices"] = {who: child.slices for who, child in players.items()}
     if entry["nnctl"] is None:
         return entry
     if spy and (tmp / f"{name}.prof").exists():
         entry["profile"] = profile_share.summarise(tmp / f"{name}.prof")
     for row in rows_for(name, entry):
+        here = f", book re-created {fmt(row['book_here'])} (x {fmt(row['x_book_here'], '.2f')})" if row["book_here"] else ""
         log(f"  {row['phase']}: nnctl {fmt(row['nnctl'])} {row['unit']}, peer {fmt(row['peer'])}, "
-            f"ratio {fmt(row['ratio'], '.2f')}")
+            f"ratio {fmt(row['ratio'], '.2f')}{here}")
     return entry
 
 
@@ -367,6 +397,8 @@ def main(argv=None) -> int:
                     help=f"interpreter with torch / gensim for the peers (default: {DEFAULT_PEER_PYTHON} if present)")
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--no-profile", action="store_true", help="skip the py-spy pass (matmul share, hot spots)")
+    ap.add_argument("--no-book", action="store_true",
+                    help="skip the re-created book LM (peers/book_lm.py) that the 'x here' column divides by")
     ap.add_argument("--repeat", type=int, default=1,
                     help="run each (nnctl, peer) pair N times; report the median round and the spread")
     args = ap.parse_args(argv)
@@ -411,7 +443,7 @@ def main(argv=None) -> int:
         for round_no in range(args.repeat):
             log(f"\n== {name}" + (f" (round {round_no + 1} of {args.repeat})" if args.repeat > 1 else ""))
             rounds.append(run_pair(name, p, data_dir, exe, has, spy if round_no == 0 else None,
-                                   tmp / f"round{round_no}", log))
+                                   tmp / f"round{round_no}", log, book=not args.no_book))
         entry = median_round(name, rounds)
         if name == "cbow":
             entry["quality"] = {}

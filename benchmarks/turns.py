@@ -5,6 +5,7 @@ This VM's speed drifts by 10-30% over tens of seconds as other tenants come and 
 straight into their ratio. So run.py starts both processes, lets each build and warm
 up, and then hands out slices of a few seconds in the order A B B A A B ...: a slow
 spell lands on both tools alike, and each throughput is its items over its own seconds.
+(A third player, the re-created book code of peers/book_lm.py, joins the LM rounds.)
 
 The protocol is one line each way, over the process's stdin and stdout:
 
@@ -64,6 +65,8 @@ def run_alone(phases: dict[str, Callable[[float], tuple[int, float]]],
     return {name: list(phases[name](seconds[name])) for name in seconds}
 
 
-def slice_order(slices: int) -> list[tuple[int, int]]:
-    """Who goes first in each slice: (0, 1), (1, 0), (0, 1), ... = A B B A A B."""
-    return [(0, 1) if k % 2 == 0 else (1, 0) for k in range(slices)]
+def slice_order(slices: int, players: int = 2) -> list[tuple[int, ...]]:
+    """The order of the players in each slice, reversed every other slice:
+    (0, 1), (1, 0), (0, 1), ... = A B B A A B; with three, A B C C B A A B C."""
+    forward = tuple(range(players))
+    return [forward if k % 2 == 0 else forward[::-1] for k in range(slices)]

@@ -121,12 +121,33 @@ def test_slices_alternate_a_b_b_a():
         def run_slice(self, phase, seconds):
             calls.append(f"{self.name}:{phase}:{seconds:g}")
 
-    run.take_turns([Fake("A"), Fake("B")], {"seconds": 6, "slices": 3, "eval_seconds": 2, "eval_slices": 2})
+    run.take_turns([Fake("A"), Fake("B")], {"seconds": 6, "slices": 3, "eval_seconds": 2, "eval_slices": 2},
+                   settle=0)
     assert calls == ["A:train:2", "B:train:2", "B:train:2", "A:train:2", "A:train:2", "B:train:2",
                      "A:eval:1", "B:eval:1", "B:eval:1", "A:eval:1"]
     calls.clear()
-    run.take_turns([Fake("A"), Fake("B", alive=False)], {"seconds": 1, "slices": 2, "eval_seconds": 1, "eval_slices": 1})
+    run.take_turns([Fake("A"), Fake("B", alive=False)], {"seconds": 1, "slices": 2, "eval_seconds": 1, "eval_slices": 1},
+                   settle=0)
     assert calls == ["A:train:0.5", "A:train:0.5", "A:eval:1"]  # a dead peer is skipped, nnctl goes on alone
+    calls.clear()
+    assert turns.slice_order(3, players=3) == [(0, 1, 2), (2, 1, 0), (0, 1, 2)]
+    run.take_turns([Fake("A"), Fake("B"), Fake("C")], {"seconds": 2, "slices": 2, "eval_seconds": 1, "eval_slices": 1},
+                   settle=0)
+    assert calls == ["A:train:1", "B:train:1", "C:train:1", "C:train:1", "B:train:1", "A:train:1",
+                     "A:eval:1", "B:eval:1", "C:eval:1"]
+
+
+def test_table_rows_divide_by_the_book_code_measured_in_the_same_run():
+    import run
+
+    entry = {"nnctl": {"train_per_s": 9000.0, "eval_per_s": 18000.0, "unit": "tokens"},
+             "peer": {"train_per_s": 7500.0, "eval_per_s": 20000.0, "peer": "torch"},
+             "book_here": {"train_per_s": 4000.0, "eval_per_s": 7200.0}}
+    train, evaluation = run.rows_for("lm_book", entry)
+    assert train["ratio"] == pytest.approx(1.2) and train["x_book_here"] == pytest.approx(2.25)
+    assert train["x_book"] == pytest.approx(9000 / run.BOOK["lm_book"])
+    assert evaluation["x_book_here"] == pytest.approx(2.5) and evaluation["book_here"] == 7200.0
+    assert run.rows_for("lm_book", {"nnctl": entry["nnctl"]})[0]["x_book_here"] is None
 
 
 FAKE_CHILD = """
@@ -149,10 +170,33 @@ def test_child_takes_turns_over_its_stdin_and_reports(tmp_path):
     lines = []
     child = run.Child([sys.executable, str(script), "ok"], lines.append)
     assert child.ready() and child.workload == {"config": {"name": "fake"}, "eval_batch_size": 4}
-    run.take_turns([child], {"seconds": 1, "slices": 2, "eval_seconds": 0.5, "eval_slices": 1})
+    run.take_turns([child], {"seconds": 1, "slices": 2, "eval_seconds": 0.5, "eval_slices": 1}, settle=0)
     assert child.slices == [["train", 7, 0.5], ["train", 7, 0.5], ["eval", 2, 0.5]]
     assert child.finish() == {"train": [14, 1.0], "eval": [2, 0.5]}
 
     failing = run.Child([sys.executable, str(script), "crash"], lines.append)
     assert not failing.ready() and failing.finish() is None
     assert "failed (exit 1): cannot find the data: give --data-dir" in lines[-1]
+
+
+@pytest.mark.parametrize("layers, dropout, tied", [(1, 0.0, False), (2, 0.2, True)], ids=["rnnlm", "better_rnnlm"])
+def test_recreated_book_lm_learns_a_repeating_sequence(layers, dropout, tied):
+    """The 'x here' column divides by peers/book_lm.py: it must do the real work, so it has to learn."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks" / "peers"))
+    import book_lm
+
+    np.random.seed(0)
+    model = book_lm.BookLM(V=6, D=8, H=8, layers=layers, dropout=dropout, tied=tied)
+    assert len(book_lm.remove_duplicate(model.params, model.grads)[0]) == len(model.params) - tied
+    batches = book_lm.Batches(np.tile(np.arange(6), 40), batch_size=4, time_size=5)
+    losses = []
+    for _ in range(400):
+        xs, ts = batches.next()
+        losses.append(model.forward(xs, ts))
+        model.backward()
+        params, grads = book_lm.remove_duplicate(model.params, model.grads)
+        book_lm.clip_grads(grads, 5.0)
+        for param, grad in zip(params, grads):
+            param -= 1.0 * grad
+    assert all(p.dtype == np.float32 for p in model.params)
+    assert np.mean(losses[-10:]) < 0.2 * np.mean(losses[:10])

@@ -65,6 +65,21 @@ def run_alone(phases: dict[str, Callable[[float], tuple[int, float]]],
     return {name: list(phases[name](seconds[name])) for name in seconds}
 
 
+def play(phases: dict[str, Callable[[float], tuple[int, float]]], take_turns: bool,
+         seconds: dict[str, float]) -> dict[str, list]:
+    """serve() when run.py hands out the turns, else run_alone() with these `seconds`."""
+    return serve(phases) if take_turns else run_alone(phases, seconds)
+
+
+def rates(totals: dict[str, list]) -> dict:
+    """RESULT fields from play()'s totals: train_/eval_ items, seconds and items per second."""
+    out = {}
+    for phase, (items, seconds) in totals.items():
+        out.update({f"{phase}_per_s": items / seconds if seconds else None, f"{phase}_items": items,
+                    f"{phase}_s": seconds})
+    return out
+
+
 def slice_order(slices: int, players: int = 2) -> list[tuple[int, ...]]:
     """The order of the players in each slice, reversed every other slice:
     (0, 1), (1, 0), (0, 1), ... = A B B A A B; with three, A B C C B A A B C."""

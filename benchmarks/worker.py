@@ -209,10 +209,8 @@ def main(argv=None) -> int:
         run_steps(trainer, batches, steps=args.warmup)
         phases = {"train": lambda seconds: run_steps(trainer, batches, seconds=seconds)[:2],
                   "eval": evaluation.run}
-        if args.turns:  # run.py hands out the slices, alternating with the peer
-            totals = turns.serve(phases)
-        else:
-            totals = turns.run_alone(phases, {"train": args.seconds, "eval": args.eval_seconds})
+        # with --turns, run.py hands out the slices, alternating with the peer
+        totals = turns.play(phases, args.turns, {"train": args.seconds, "eval": args.eval_seconds})
         (items, secs), (e_items, e_secs) = totals["train"], totals["eval"]
         result.update(warmup_steps=args.warmup, train_items=items, train_s=secs,
                       train_per_s=items / secs if secs else None)

@@ -24,7 +24,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]
 import turns  # noqa: E402
-from common import emit  # noqa: E402
+from common import add_lm_arguments, emit, read_ptb_ids  # noqa: E402
 
 
 def sigmoid(x):
@@ -308,39 +308,14 @@ class Batches:
         return batch_x, batch_t
 
 
-def read_ids(data_dir):
-    vocab, splits = {}, {}
-    for name in ("train", "valid"):
-        ids = []
-        with open(os.path.join(data_dir, f"ptb.{name}.txt"), encoding="utf-8") as fh:
-            for line in fh:
-                for tok in line.split() + ["<eos>"]:
-                    ids.append(vocab.setdefault(tok, len(vocab)))
-        splits[name] = np.array(ids)
-    return vocab, splits
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, help="folder with ptb.{train,valid}.txt")
-    ap.add_argument("--emb", type=int, default=100)
-    ap.add_argument("--hidden", type=int, default=100)
-    ap.add_argument("--layers", type=int, default=1)
-    ap.add_argument("--dropout", type=float, default=0.0)
-    ap.add_argument("--tied", action="store_true")
-    ap.add_argument("--batch-size", type=int, default=20)
-    ap.add_argument("--bptt", type=int, default=35)
-    ap.add_argument("--eval-batch-size", type=int, default=10)
-    ap.add_argument("--lr", type=float, default=20.0)
-    ap.add_argument("--clip", type=float, default=0.25)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=30.0)
-    ap.add_argument("--eval-seconds", type=float, default=10.0)
-    ap.add_argument("--turns", action="store_true", help="time the slices benchmarks/run.py asks for on stdin")
+    add_lm_arguments(ap)
     args = ap.parse_args()
 
     np.random.seed(1)
-    vocab, splits = read_ids(args.data)
+    vocab, id_lists = read_ptb_ids(args.data)
+    splits = {name: np.array(ids) for name, ids in id_lists.items()}
     model = BookLM(len(vocab), args.emb, args.hidden, args.layers, args.dropout, args.tied)
     train_batches = Batches(splits["train"], args.batch_size, args.bptt)
     eval_batches = Batches(splits["valid"], args.eval_batch_size, args.bptt)
@@ -374,15 +349,9 @@ def main():
 
     for _ in range(args.warmup):
         train_step()
-    phases = {"train": train_slice, "eval": eval_slice}
-    if args.turns:
-        totals = turns.serve(phases)
-    else:
-        totals = turns.run_alone(phases, {"train": args.seconds, "eval": args.eval_seconds})
-    (items, secs), (e_items, e_secs) = totals["train"], totals["eval"]
-    emit({"peer": "book (re-created)", "numpy": np.__version__,
-          "train_per_s": items / secs if secs else None, "train_items": items, "train_s": secs,
-          "eval_per_s": e_items / e_secs if e_secs else None, "eval_items": e_items, "eval_s": e_secs})
+    totals = turns.play({"train": train_slice, "eval": eval_slice}, args.turns,
+                        {"train": args.seconds, "eval": args.eval_seconds})
+    emit({"peer": "book (re-created)", "numpy": np.__version__, **turns.rates(totals)})
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from torch import nn
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]
 import turns  # noqa: E402
-from common import emit  # noqa: E402
+from common import emit, torch_phases  # noqa: E402
 
 
 def read_idx(path):
@@ -80,30 +80,10 @@ def main():
             (model(xte[idx]).argmax(1) == yte[idx]).sum().item()
         return len(idx)
 
-    def train_slice(seconds):
-        model.train()
-        return turns.timed_loop(train_step, seconds)
-
-    def eval_slice(seconds):
-        model.eval()
-        try:
-            return turns.timed_loop(eval_step, seconds)
-        finally:
-            model.train()
-
-    for _ in range(args.warmup):  # untimed, as nnctl's worker warms up
-        train_step()
-    for _ in range(2):
-        eval_step()
-    phases = {"train": train_slice, "eval": eval_slice}
-    if args.turns:
-        totals = turns.serve(phases)
-    else:
-        totals = turns.run_alone(phases, {"train": args.seconds, "eval": args.eval_seconds})
-    (items, secs), (e_items, e_secs) = totals["train"], totals["eval"]
-    emit({"peer": f"torch {torch.__version__}", "threads": torch.get_num_threads(),
-          "train_per_s": items / secs if secs else None, "train_items": items, "train_s": secs,
-          "eval_per_s": e_items / e_secs if e_secs else None, "eval_items": e_items, "eval_s": e_secs})
+    phases = torch_phases(model, train_step, eval_step, args.warmup)
+    totals = turns.play(phases, args.turns,
+                        {"train": args.seconds, "eval": args.eval_seconds})
+    emit({"peer": f"torch {torch.__version__}", "threads": torch.get_num_threads(), **turns.rates(totals)})
 
 
 if __name__ == "__main__":

@@ -18,19 +18,7 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]
 import turns  # noqa: E402
-from common import emit  # noqa: E402
-
-
-def read_ids(data_dir):
-    vocab, splits = {}, {}
-    for name in ("train", "valid"):
-        ids = []
-        with open(os.path.join(data_dir, f"ptb.{name}.txt"), encoding="utf-8") as fh:
-            for line in fh:
-                for tok in line.split() + ["<eos>"]:
-                    ids.append(vocab.setdefault(tok, len(vocab)))
-        splits[name] = torch.tensor(ids, dtype=torch.long)
-    return vocab, splits
+from common import add_lm_arguments, emit, read_ptb_ids, torch_phases  # noqa: E402
 
 
 def windows(ids, batch_size, bptt):
@@ -64,27 +52,14 @@ class WordLSTM(nn.Module):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data", required=True, help="folder with ptb.{train,valid}.txt")
-    ap.add_argument("--emb", type=int, default=200)
-    ap.add_argument("--hidden", type=int, default=200)
-    ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--dropout", type=float, default=0.2)
-    ap.add_argument("--tied", action="store_true")
-    ap.add_argument("--batch-size", type=int, default=20)
-    ap.add_argument("--bptt", type=int, default=35)
-    ap.add_argument("--eval-batch-size", type=int, default=10)
-    ap.add_argument("--lr", type=float, default=20.0)
-    ap.add_argument("--clip", type=float, default=0.25)
-    ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--seconds", type=float, default=30.0)
-    ap.add_argument("--eval-seconds", type=float, default=10.0)
+    add_lm_arguments(ap)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--turns", action="store_true", help="time the slices benchmarks/run.py asks for on stdin")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(1)
-    vocab, splits = read_ids(args.data)
+    vocab, id_lists = read_ptb_ids(args.data)
+    splits = {name: torch.tensor(ids, dtype=torch.long) for name, ids in id_lists.items()}
     model = WordLSTM(len(vocab), args.emb, args.hidden, args.layers, args.dropout, args.tied)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr)
     params = list(model.parameters())
@@ -113,32 +88,10 @@ def main():
             F.cross_entropy(logits, y.reshape(-1), reduction="sum").item()
         return y.numel()
 
-    def train_slice(seconds):
-        model.train()
-        return turns.timed_loop(train_step, seconds)
-
-    def eval_slice(seconds):
-        model.eval()
-        try:
-            return turns.timed_loop(eval_step, seconds)
-        finally:
-            model.train()
-
-    for _ in range(args.warmup):  # untimed, as nnctl's worker warms up
-        train_step()
-    model.eval()
-    for _ in range(2):
-        eval_step()
-    model.train()
-    phases = {"train": train_slice, "eval": eval_slice}
-    if args.turns:
-        totals = turns.serve(phases)
-    else:
-        totals = turns.run_alone(phases, {"train": args.seconds, "eval": args.eval_seconds})
-    (items, secs), (e_items, e_secs) = totals["train"], totals["eval"]
-    emit({"peer": f"torch {torch.__version__}", "threads": torch.get_num_threads(),
-          "train_per_s": items / secs if secs else None, "train_items": items, "train_s": secs,
-          "eval_per_s": e_items / e_secs if e_secs else None, "eval_items": e_items, "eval_s": e_secs})
+    phases = torch_phases(model, train_step, eval_step, args.warmup)
+    totals = turns.play(phases, args.turns,
+                        {"train": args.seconds, "eval": args.eval_seconds})
+    emit({"peer": f"torch {torch.__version__}", "threads": torch.get_num_threads(), **turns.rates(totals)})
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ which dominate a word-level LM's step (M = 700, V = 10000 on PTB):
 
 * softmax is never normalised in place. One pass, a few rows at a time so that each row
   is still in cache, adds the bias, subtracts the row max (where that is needed: see
-  SHIFT_FREE_RANGE), takes e = exp(l - max) in place and sums each row into s; it runs
+  SHIFT_FREE_RANGE), takes e = exp(l - shift) in place and sums each row into s; it runs
   on every core (`nnctl.threads`). Then
       dh = g (e @ W / s - W[y])                       (g: upstream gradient, 1/M for a mean)
       [dW | db] = g (e / s - onehot(y)).T @ [h | 1]

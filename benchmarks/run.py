@@ -186,18 +186,23 @@ def take_turns(children: list[Child], p: dict, settle: float = 0.2) -> None:
                     children[i].run_slice(phase, seconds / slices)
 
 
+def lm_options(workload: dict, data_dir: Path) -> list[str]:
+    """The LM workload as the LM peers' shared options (peers/common.py add_lm_arguments)."""
+    cfg = workload["config"]
+    m, d = cfg["model"], cfg["data"]
+    options = ["--data", str(data_dir / "ptb"), "--emb", str(m["embed_dim"]), "--hidden", str(m["hidden_dim"]),
+               "--layers", str(m["num_layers"]), "--dropout", str(m["dropout"]), "--batch-size", str(d["batch_size"]),
+               "--bptt", str(d["bptt"]), "--eval-batch-size", str(workload["eval_batch_size"]),
+               "--lr", str(cfg["optimizer"]["lr"]), "--clip", str(cfg["train"]["clip_grad_norm"])]
+    return options + (["--tied"] if m["tie_weights"] else [])
+
+
 def peer_command(name: str, workload: dict, exe: str, data_dir: Path, p: dict, vectors: Path) -> list[str]:
     """The peer's command line for the same work; `workload`: the worker's WORKLOAD line (or RESULT)."""
     cfg = workload["config"]
     if name.startswith("lm_"):
-        m, d = cfg["model"], cfg["data"]
-        cmd = [exe, str(HERE / "peers" / "lm_torch.py"), "--data", str(data_dir / "ptb"),
-               "--emb", str(m["embed_dim"]), "--hidden", str(m["hidden_dim"]), "--layers", str(m["num_layers"]),
-               "--dropout", str(m["dropout"]), "--batch-size", str(d["batch_size"]), "--bptt", str(d["bptt"]),
-               "--eval-batch-size", str(workload["eval_batch_size"]), "--lr", str(cfg["optimizer"]["lr"]),
-               "--clip", str(cfg["train"]["clip_grad_norm"]), "--warmup", str(p["warmup"]),
-               "--seconds", str(p["seconds"]), "--eval-seconds", str(p["eval_seconds"])]
-        return cmd + (["--tied"] if m["tie_weights"] else [])
+        return [exe, str(HERE / "peers" / "lm_torch.py"), *lm_options(workload, data_dir), "--warmup", str(p["warmup"]),
+                "--seconds", str(p["seconds"]), "--eval-seconds", str(p["eval_seconds"])]
     if name == "cnn":
         return [exe, str(HERE / "peers" / "img_torch.py"), "--data", str(data_dir / "fashion-mnist"),
                 "--batch", str(cfg["data"]["batch_size"]), "--eval-batch", str(workload["eval_batch_size"]),
@@ -206,16 +211,10 @@ def peer_command(name: str, workload: dict, exe: str, data_dir: Path, p: dict, v
             "--epochs", str(p["epochs"]), "--sample", str(cfg["data"]["subsample"]), "--vectors-out", str(vectors)]
 
 
-def book_command(workload: dict, data_dir: Path, p: dict) -> list[str]:
-    """The re-created book LM (peers/book_lm.py) on the same work, with nnctl's interpreter."""
-    cfg = workload["config"]
-    m, d = cfg["model"], cfg["data"]
-    cmd = [sys.executable, str(HERE / "peers" / "book_lm.py"), "--data", str(data_dir / "ptb"),
-           "--emb", str(m["embed_dim"]), "--hidden", str(m["hidden_dim"]), "--layers", str(m["num_layers"]),
-           "--dropout", str(m["dropout"]), "--batch-size", str(d["batch_size"]), "--bptt", str(d["bptt"]),
-           "--eval-batch-size", str(workload["eval_batch_size"]), "--lr", str(cfg["optimizer"]["lr"]),
-           "--clip", str(cfg["train"]["clip_grad_norm"]), "--warmup", "2", "--turns"]
-    return cmd + (["--tied"] if m["tie_weights"] else [])
+def book_command(workload: dict, data_dir: Path) -> list[str]:
+    """The re-created book LM (peers/book_lm.py) on the same work, with nnctl's interpreter, taking turns."""
+    return [sys.executable, str(HERE / "peers" / "book_lm.py"), *lm_options(workload, data_dir),
+            "--warmup", "2", "--turns"]
 
 
 def word_quality(vectors_npy: str, data_dir: Path) -> dict:
@@ -346,7 +345,7 @@ def run_pair(name: str, p: dict, data_dir: Path, exe: str | None, has: dict, spy
             workload = players["nnctl"].workload
             others = {"peer": (lambda: peer_command(name, workload, exe, data_dir, p, tmp) + ["--turns"])
                       if with_peer else None,
-                      "book_here": (lambda: book_command(workload, data_dir, p)) if book and name.startswith("lm_")
+                      "book_here": (lambda: book_command(workload, data_dir)) if book and name.startswith("lm_")
                       else None}
             for who, command in others.items():
                 if command is not None:

@@ -200,3 +200,20 @@ def test_recreated_book_lm_learns_a_repeating_sequence(layers, dropout, tied):
             param -= 1.0 * grad
     assert all(p.dtype == np.float32 for p in model.params)
     assert np.mean(losses[-10:]) < 0.2 * np.mean(losses[:10])
+
+
+def test_the_book_code_and_pytorch_get_the_same_lm_options(tmp_path):
+    import run
+
+    workload = {"config": {"model": {"embed_dim": 100, "hidden_dim": 100, "num_layers": 1, "dropout": 0.0,
+                                     "tie_weights": False},
+                           "data": {"batch_size": 20, "bptt": 35}, "optimizer": {"lr": 20.0},
+                           "train": {"clip_grad_norm": 0.25}},
+                "eval_batch_size": 10}
+    plan = {"warmup": 3, "seconds": 6, "eval_seconds": 3}
+    torch_cmd = run.peer_command("lm_book", workload, "/peers/python", tmp_path, plan, tmp_path / "v")
+    book_cmd = run.book_command(workload, tmp_path)
+    shared = run.lm_options(workload, tmp_path)
+    assert torch_cmd[2:2 + len(shared)] == shared == book_cmd[2:2 + len(shared)]
+    assert "--tied" not in shared and shared[shared.index("--eval-batch-size") + 1] == "10"
+    assert book_cmd[-1] == "--turns" and book_cmd[1].endswith("book_lm.py")

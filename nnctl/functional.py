@@ -24,3 +24,13 @@ def softmax(logits, axis: int = -1):
     shifted = logits - logits.max(axis=axis, keepdims=True)
     e = xp.exp(shifted)
     return e / e.sum(axis=axis, keepdims=True)
+
+
+def sigmoid_(x):
+    """x <- sigmoid(x) in place, as (tanh(x / 2) + 1) / 2, which cannot overflow; returns x."""
+    xp = get_xp(x)
+    x *= 0.5
+    xp.tanh(x, out=x)
+    x *= 0.5
+    x += 0.5
+    return x

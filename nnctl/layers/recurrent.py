@@ -12,6 +12,10 @@ Speed: the input half x_t @ Wx of all T steps is one (N*T, D) @ (D, 4H) product 
 the loop, so only the recurrent product h @ Wh runs per step; backward likewise gathers
 the gate gradients of all steps and does one product each for dWx, dWh and dx.
 
+The plain per-step version of this layer, one line per equation, is `ReferenceLSTM` in
+nnctl/layers/reference.py; the tests check that the two agree. The other recurrent cells
+(nnctl/layers/rnn.py, gru.py) share the helpers defined here.
+
 Truncated BPTT: the state passed in is a constant. The gradient with respect to it is
 computed (it is one small product) and kept in `self.dstate` for tests, but never
 propagated into the previous window.
@@ -25,6 +29,33 @@ from nnctl.backend import get_xp
 from nnctl.layers.base import Layer, Param
 
 
+def check_sizes(input_dim: int, hidden_dim: int) -> None:
+    if input_dim <= 0 or hidden_dim <= 0:
+        raise ValueError(f"input_dim and hidden_dim must be > 0, got {input_dim} and {hidden_dim}")
+
+
+def to_time_major(x):
+    """(N, T, D) -> (T*N, D), rows ordered by time, so each step's rows are one contiguous block."""
+    N, T, D = x.shape
+    return x.transpose(1, 0, 2).reshape(T * N, D)
+
+
+def from_time_major(y):
+    """(T, N, H) -> the layer's (N, T, H) view."""
+    return y.transpose(1, 0, 2)
+
+
+def rows_times(v, matrix_T):
+    """v @ matrix for a few rows v (N, K), given matrix_T = matrix.T (contiguous).
+
+    The per-step product reads a whole weight matrix for a few rows of state; BLAS streams
+    the big matrix faster as the left operand, so this computes (matrix.T @ v.T).T
+    (benchmarks/README.md, "the recurrent product"). Pass W.T to get v @ W, and W itself
+    to get v @ W.T.
+    """
+    return (matrix_T @ v.T).T
+
+
 class LSTM(Layer):
     """x: (N, T, D), state: (h, c) each (N, H) or None (zeros) -> y: (N, T, H), (h_T, c_T).
 
@@ -33,8 +64,7 @@ class LSTM(Layer):
     """
 
     def __init__(self, input_dim: int, hidden_dim: int, *, rng: np.random.Generator, dtype=np.float32):
-        if input_dim <= 0 or hidden_dim <= 0:
-            raise ValueError(f"input_dim and hidden_dim must be > 0, got {input_dim} and {hidden_dim}")
+        check_sizes(input_dim, hidden_dim)
         H = hidden_dim
         k = 1.0 / np.sqrt(H)
         self.Wx = Param.init(rng.uniform(-k, k, (input_dim, 4 * H)), dtype)
@@ -52,25 +82,20 @@ class LSTM(Layer):
         N, T, D = x.shape
         H = self.hidden_dim
         h, c = self.initial_state(N, x) if state is None else state
-        # Time-major inside (T, N, ...), so each step's slice is contiguous for BLAS.
-        x2d = x.transpose(1, 0, 2).reshape(T * N, D)
+        x2d = to_time_major(x)
         # All T input projections in one product; the loop turns A into the gate values.
         A = (x2d @ self.Wx.data + self.b.data).reshape(T, N, 4 * H)
         C = xp.empty((T, N, H), dtype=x.dtype)  # cell states c_t
         TC = xp.empty_like(C)  # tanh(c_t)
         Y = xp.empty_like(C)  # outputs h_t
-        # The per-step product reads all of Wh for a few rows of h. BLAS streams the big
-        # matrix faster as the left operand: Wh.T @ h.T, then transposed back, measured
-        # 17-32% quicker than h @ Wh for N = 10-20 rows and H = 100-650 (best-of timings
-        # with benchmarks/gemm_bound.py's time_product, which keeps the faster form).
-        WhT = xp.ascontiguousarray(self.Wh.data.T)  # (4H, H)
+        WhT = xp.ascontiguousarray(self.Wh.data.T)  # (4H, H), for rows_times
         # sigmoid(z) = (tanh(z / 2) + 1) / 2, which cannot overflow as exp(-z) can. Halving
         # the i, f, o pre-activations once, for all steps, lets one tanh serve all four gates.
         A[..., : 3 * H] *= 0.5
         WhT[: 3 * H] *= 0.5
         for t in range(T):
             a = A[t]  # the gates are written in place
-            a += (WhT @ h.T).T
+            a += rows_times(h, WhT)  # h_{t-1} @ Wh (halved for i, f, o)
             xp.tanh(a, out=a)  # [tanh(z_i / 2), tanh(z_f / 2), tanh(z_o / 2), tanh(z_g)]
             ifo = a[:, : 3 * H]
             ifo *= 0.5
@@ -84,7 +109,7 @@ class LSTM(Layer):
             h = Y[t]
             xp.multiply(a[:, 2 * H: 3 * H], tc, out=h)  # h = o * tanh(c)
         self.cache = (x2d, state, A, C, TC, Y)
-        return Y.transpose(1, 0, 2), (h.copy(), c.copy())
+        return from_time_major(Y), (h.copy(), c.copy())
 
     def backward(self, dy):
         x2d, state, A, C, TC, Y = self.cache
@@ -94,32 +119,32 @@ class LSTM(Layer):
         dy = dy.transpose(1, 0, 2)  # time-major view, (T, N, H)
         i, f, o, g = A[..., :H], A[..., H: 2 * H], A[..., 2 * H: 3 * H], A[..., 3 * H:]
         C_prev = xp.concatenate([c0[None], C[:-1]], axis=0)
-        # The parts of d a_t that do not depend on the recursion, for all steps at once:
-        #   da = [dc * g * i(1-i), dc * c_prev * f(1-f), dh * tanh(c) * o(1-o), dc * i * (1-g^2)]
-        #   dc = dc_next + dh * o * (1 - tanh(c)^2)
-        K = xp.empty((T, N, 4, H), dtype=A.dtype)
-        K[:, :, 0] = g * i * (1 - i)
-        K[:, :, 1] = C_prev * f * (1 - f)
-        K[:, :, 2] = TC * o * (1 - o)
-        K[:, :, 3] = i * (1 - g * g)
-        K_dc = o * (1 - TC * TC)
-        dA = xp.empty_like(K)  # (T, N, 4, H)
-        dh_next = xp.zeros((N, H), dtype=dy.dtype)
-        dc_next = xp.zeros_like(dh_next)
+        # d a_t is the gradient reaching c_t (dc) or h_t (dh) times a local slope that does not
+        # depend on the recursion, so the slopes of all steps are computed here at once:
+        #   da_i = dc * g * i(1-i)    da_f = dc * c_prev * f(1-f)    da_g = dc * i * (1-g^2)
+        #   da_o = dh * tanh(c) * o(1-o)                              dc = dc_next + dh * o * (1-tanh(c)^2)
+        if_per_dc = xp.stack([g * i * (1 - i), C_prev * f * (1 - f)], axis=2)  # (T, N, 2, H)
+        g_per_dc = i * (1 - g * g)
+        o_per_dh = TC * o * (1 - o)
+        c_per_dh = o * (1 - TC * TC)
+        dA = xp.empty((T, N, 4, H), dtype=A.dtype)  # gate slots [i, f, o, g], as A's columns
+        dh_next = xp.zeros((N, H), dtype=dy.dtype)  # d loss / d h_t through step t+1
+        dc_next = xp.zeros_like(dh_next)  # d loss / d c_t through step t+1
         Wh = self.Wh.data
         for t in range(T - 1, -1, -1):
             dh = dy[t] + dh_next
-            dc = dh * K_dc[t]
+            dc = dh * c_per_dh[t]
             dc += dc_next
             da = dA[t]
-            xp.multiply(K[t], dc[:, None, :], out=da)
-            xp.multiply(K[t, :, 2], dh, out=da[:, 2])  # the output gate sees dh, not dc
+            xp.multiply(if_per_dc[t], dc[:, None, :], out=da[:, :2])
+            xp.multiply(o_per_dh[t], dh, out=da[:, 2])
+            xp.multiply(g_per_dc[t], dc, out=da[:, 3])
             dc_next = dc * f[t]
-            dh_next = (Wh @ da.reshape(N, 4 * H).T).T  # = da @ Wh.T, big matrix on the left as in forward
+            dh_next = rows_times(da.reshape(N, 4 * H), Wh)  # da @ Wh.T
         self.dstate = (dh_next, dc_next)  # d loss / d (h0, c0): not propagated (truncated BPTT)
         dA2d = dA.reshape(T * N, 4 * H)
         H_prev = xp.concatenate([h0[None], Y[:-1]], axis=0).reshape(T * N, H)
         self.Wx.grad += x2d.T @ dA2d
         self.Wh.grad += H_prev.T @ dA2d  # all steps' recurrent gradients in one product
         self.b.grad += dA2d.sum(axis=0)
-        return (dA2d @ self.Wx.data.T).reshape(T, N, -1).transpose(1, 0, 2)
+        return from_time_major((dA2d @ self.Wx.data.T).reshape(T, N, -1))

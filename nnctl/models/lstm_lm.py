@@ -1,13 +1,17 @@
-"""Word-level LSTM language model (Zaremba, Sutskever & Vinyals 2014), optionally with tied weights.
+"""Word-level recurrent language model (Zaremba, Sutskever & Vinyals 2014), optionally with tied weights.
 
-    ids (N, T) -> Embedding -> Dropout -> [LSTM -> Dropout] x num_layers -> W.T, b -> softmax over V
+    ids (N, T) -> Embedding -> Dropout -> [cell -> Dropout] x num_layers -> W.T, b -> softmax over V
+
+The cell is an LSTM by default; `cell: gru` or `cell: rnn` (Elman, tanh) puts the other
+recurrent layers in its place with every other option unchanged, to compare the three.
 
 Dropout sits only on the non-recurrent connections (between layers, never on h_{t-1} ->
 h_t), as Zaremba et al. found necessary. With tie_weights the output layer's weight IS
 the embedding matrix — one Param, whose gradient is the sum of both uses (Press & Wolf
 2017; Inan et al. 2017) — which needs embed_dim == hidden_dim.
 
-The state carried between BPTT windows is a list of (h, c) per layer; the Trainer passes
+The state carried between BPTT windows is a list with each layer's state ((h, c) for an
+LSTM, h for a GRU or RNN); the Trainer passes
 it back in and resets it to None at each epoch and before evaluation. There is no hidden
 `stateful` flag: resetting the state is passing None, and cutting it from the graph at a
 window boundary is automatic, since backward never propagates into the state passed in.
@@ -15,23 +19,29 @@ window boundary is automatic, since backward never propagates into the state pas
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from nnctl.layers.decoder_loss import DecoderCrossEntropy
 from nnctl.layers.dense import Dropout
 from nnctl.layers.embedding import Embedding
+from nnctl.layers.gru import GRU
 from nnctl.layers.recurrent import LSTM
+from nnctl.layers.rnn import RNN
 from nnctl.models.base import MODELS, LossOutput, Model
 
-State = list  # [(h, c)] * num_layers, each (N, H)
+State = list  # one state per layer: (h, c) for an LSTM, h for a GRU or RNN; each (N, H)
+CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 
 
 @MODELS.register("lstm_lm")
 class LSTMLanguageModel(Model):
-    """An LSTM LM scored by perplexity. V, E, H = vocab_size, embed_dim, hidden_dim.
+    """A recurrent LM scored by perplexity. V, E, H = vocab_size, embed_dim, hidden_dim.
 
+    cell: lstm, gru or rnn (nnctl/layers/recurrent.py, gru.py, rnn.py).
     init_scale: embeddings (and an untied output matrix) start uniform in +-init_scale;
-    LSTM weights uniform in +-1/sqrt(H).
+    recurrent weights uniform in +-1/sqrt(H).
     sparse_embedding: keep the (untied) embedding's gradient as the rows a batch touched
     (a sparse Param), so zero_grad, the gradient norm, clipping and the optimizer visit
     those rows instead of the whole table: with plain SGD (no weight decay) the same
@@ -42,7 +52,7 @@ class LSTMLanguageModel(Model):
 
     def __init__(self, embed_dim: int = 650, hidden_dim: int = 650, num_layers: int = 2,
                  dropout: float = 0.5, tie_weights: bool = True, init_scale: float = 0.1,
-                 sparse_embedding: bool = False, *,
+                 sparse_embedding: bool = False, cell: Literal["lstm", "gru", "rnn"] = "lstm", *,
                  vocab_size: int, rng: np.random.Generator, dtype=np.float32):
         for name, value in (("embed_dim", embed_dim), ("hidden_dim", hidden_dim), ("num_layers", num_layers)):
             if value <= 0:
@@ -62,20 +72,31 @@ class LSTMLanguageModel(Model):
         self.tie_weights = tie_weights
         self.embedding = Embedding(vocab_size, embed_dim, rng=rng, init_scale=init_scale, dtype=dtype,
                                    sparse=sparse_embedding)
-        self.lstms = [LSTM(embed_dim if layer == 0 else hidden_dim, hidden_dim, rng=rng, dtype=dtype)
-                      for layer in range(num_layers)]
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}")
+        self.cell = cell
+        # The layers' attribute is named after the cell ("lstms", "grus", "rnns"), so the
+        # parameter names say what they are ("grus.0.Wh") and checkpoints saved before
+        # `cell` existed ("lstms.0.Wh") load unchanged.
+        setattr(self, f"{cell}s", [CELLS[cell](embed_dim if layer == 0 else hidden_dim, hidden_dim, rng=rng,
+                                               dtype=dtype) for layer in range(num_layers)])
         # dropouts[0] after the embedding, dropouts[l + 1] after LSTM layer l
         self.dropouts = [Dropout(dropout, rng=np.random.default_rng(rng.integers(2**63)), dtype=dtype)
                          for _ in range(num_layers + 1)]
         self.decoder = DecoderCrossEntropy(hidden_dim, vocab_size, rng=rng, init_scale=init_scale, dtype=dtype,
                                            weight=self.embedding.W if tie_weights else None)
 
+    @property
+    def cells(self) -> list:
+        """The recurrent layers, bottom first."""
+        return getattr(self, f"{self.cell}s")
+
     def forward(self, ids, state: State | None = None):
         """ids (N, T) -> top-layer outputs after dropout (N, T, H), new state."""
         x = self.dropouts[0](self.embedding(ids))
         new_state = []
-        for layer, (lstm, drop) in enumerate(zip(self.lstms, self.dropouts[1:])):
-            x, layer_state = lstm(x, None if state is None else state[layer])
+        for layer, (cell, drop) in enumerate(zip(self.cells, self.dropouts[1:])):
+            x, layer_state = cell(x, None if state is None else state[layer])
             x = drop(x)
             new_state.append(layer_state)
         return x, new_state
@@ -90,13 +111,13 @@ class LSTMLanguageModel(Model):
     def backward(self) -> None:
         """Gradient of the mean token loss of the last `loss` call, added into every Param."""
         dx = self.decoder.backward(1.0 / self.count)
-        for lstm, drop in zip(reversed(self.lstms), reversed(self.dropouts[1:])):
-            dx = lstm.backward(drop.backward(dx))
+        for cell, drop in zip(reversed(self.cells), reversed(self.dropouts[1:])):
+            dx = cell.backward(drop.backward(dx))
         self.embedding.backward(self.dropouts[0].backward(dx))
 
     @classmethod
     def gradcheck_case(cls, config, rng):
-        """The configured depth, dropout and tying at width 4 over 7 words; a (2, 3) window."""
+        """The configured cell, depth, dropout and tying at width 4 over 7 words; a (2, 3) window."""
         small = {**config, "embed_dim": 4, "hidden_dim": 4, "init_scale": 0.5}
         V = 7
         return small, {"vocab_size": V}, (rng.integers(0, V, size=(2, 3)), rng.integers(0, V, size=(2, 3)))

@@ -64,19 +64,101 @@ def _registries():
     return {"data": DATASETS, "model": MODELS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES}
 
 
-def read_yaml(path: Path) -> Any:
-    path = Path(path)
-    text = read_utf8(path, ConfigError, "config file", "check the path (examples are in configs/)")
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few hundred bytes; anything past 1 MiB is the wrong file
+MAX_DEPTH = 64  # levels of nesting, aliases expanded (a config uses about four)
+MAX_VALUES = 100_000  # values and collections, aliases expanded (an "alias bomb" asks for billions)
+
+
+class _Rejected(Exception):
+    """What _ConfigLoader refuses, with the place in the text."""
+
+    def __init__(self, problem: str, mark):
+        super().__init__(problem)
+        self.problem, self.mark = problem, mark
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """yaml.safe_load (tags never build Python objects) plus what a config needs: every key a
+    name given once, and no more than MAX_DEPTH levels or MAX_VALUES values once aliases are
+    expanded, so neither a deep file nor a few aliases can exhaust the stack or the memory."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+        self._expanded: dict[int, tuple[int, int]] = {}  # id(node) -> (values, depth), aliases expanded
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _Rejected(f"nested more than {MAX_DEPTH} levels deep", self.peek_event().start_mark)
+            alias = self.check_event(yaml.AliasEvent)
+            mark = self.peek_event().start_mark
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if alias:  # the node it names, counted again where it is used
+            if id(node) not in self._expanded:
+                raise _Rejected("an alias is used inside the value it names (a loop); a config cannot "
+                                "contain itself", mark)
+            return node
+        children = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        sizes = [self._expanded[id(child)] for child in children]
+        values = 1 + sum(v for v, _ in sizes)
+        depth = 1 + max((d for _, d in sizes), default=0)
+        if values > MAX_VALUES:
+            raise _Rejected(f"aliases expand to more than {MAX_VALUES:,} values", node.start_mark)
+        if depth > MAX_DEPTH:
+            raise _Rejected(f"aliases expand to more than {MAX_DEPTH} levels of nesting", node.start_mark)
+        self._expanded[id(node)] = (values, depth)
+        return node
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[str, Any] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` merges, later keys win
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                kind = "list" if isinstance(key_node, yaml.SequenceNode) else "mapping"
+                raise _Rejected(f"a key is a {kind}; keys are plain names", key_node.start_mark)
+            if key_node.tag != "tag:yaml.org,2002:str":
+                kind = key_node.tag.rsplit(":", 1)[-1]
+                raise _Rejected(f"key {key_node.value!r} is read as {kind}, not a name; use a name, or quote "
+                                f"it ('{key_node.value}') if it is one", key_node.start_mark)
+            if key_node.value in seen:
+                raise _Rejected(f"duplicate key '{key_node.value}' (first on line {seen[key_node.value].line + 1}); "
+                                "keep one of them", key_node.start_mark)
+            seen[key_node.value] = key_node.start_mark
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML text -> plain values (mappings, lists, scalars), or one ConfigError naming `source` and the line."""
     try:
-        return yaml.safe_load(text)  # safe_load: YAML tags can never build Python objects
+        return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader, see above
+    except _Rejected as error:
+        mark = error.mark
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        raise ConfigError(f"{source}:{where} {error.problem}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         if isinstance(error, yaml.constructor.ConstructorError):
-            raise ConfigError(f"{path}:{where}: YAML tag not allowed ({problem}); a config holds plain "
+            raise ConfigError(f"{source}:{where}: YAML tag not allowed ({problem}); a config holds plain "
                               "values, lists and mappings only") from None
-        raise ConfigError(f"{path}:{where}: malformed YAML ({problem}); fix the syntax there") from None
+        raise ConfigError(f"{source}:{where}: malformed YAML ({problem}); fix the syntax there") from None
+
+
+def read_yaml(path: Path) -> Any:
+    path = Path(path)
+    text = read_utf8(path, ConfigError, "config file", "check the path (examples are in configs/)",
+                     limit=MAX_CONFIG_BYTES)
+    return parse_yaml(text, str(path))
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -88,8 +170,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not all(parts):
         raise ConfigError(f"--set {text!r}: the key must be dotted names, e.g. optimizer.lr")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+        value = parse_yaml(raw, f"--set {key}") if raw.strip() else None
+    except ConfigError as error:
+        if "malformed YAML" not in str(error):
+            raise  # a tag, a duplicate key, an alias bomb: never taken as text
         value = raw  # not YAML: take the text as a string
     return parts, value
 
@@ -135,7 +219,9 @@ def resolve(raw: Any, source: str = "config") -> dict[str, Any]:
         raise ConfigError(f"{source}: seed: expected an integer >= 0, got {seed!r}")
     out["seed"] = seed
     device = raw.get("device", "cpu")
-    if device not in ("cpu", "gpu"):
+    from nnctl.backend import devices  # cpu, gpu, and in the test suite its stand-in devices
+
+    if device not in devices():
         raise ConfigError(f"{source}: device: {device!r} is not a device; choose cpu or gpu")
     out["device"] = device
     dtype = raw.get("dtype", "float32")  # float64: gradient checks and exact equivalence tests

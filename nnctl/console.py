@@ -7,6 +7,7 @@ also goes to the run's train.log. NO_COLOR is respected by Rich itself.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -15,14 +16,41 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 from rich.table import Table
+from rich.text import Text
+
+
+# Every Console nnctl makes reads no markup: words, paths and run names come from the user
+# or from files ("lstm[v2]", "[/x]") and are printed as they are. Styles are given as
+# `style=` or as Text pieces, never as "[bold]" inside a string.
+def _width() -> int | None:
+    """None (Rich reads the terminal) unless $COLUMNS is set to a width Rich cannot draw in."""
+    columns = os.environ.get("COLUMNS")
+    if columns is None:
+        return None
+    try:
+        return None if int(columns) >= 20 else 80
+    except ValueError:
+        return 80
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """`nnctl runs | head -1`: the reader has what it wanted; stop quietly, exit 0."""
+        raise BrokenPipeError  # the CLI's user_errors / run() turn it into a quiet exit 0
+
 
 def console() -> Console:
     # A fresh Console per use: it reads the terminal's width and NO_COLOR at that moment.
-    return Console(highlight=False)
+    return _Console(highlight=False, markup=False, width=_width())
 
 
 def error_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    return _Console(stderr=True, highlight=False, markup=False, width=_width())
+
+
+def print_error(message: str, label: str = "error", style: str = "bold red") -> None:
+    """`error: <message>` as one line on stderr; the message is never read as markup."""
+    error_console().print(Text.assemble((f"{label}:", style), " ", message), soft_wrap=True)
 
 
 def format_value(key: str, value: Any) -> str:
@@ -128,7 +156,7 @@ class RichListener(PlainListener):
         super().__init__(echo=False, log=log)
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}", markup=False),
             console=console(), transient=True,
         )
         self.task = None
@@ -136,8 +164,8 @@ class RichListener(PlainListener):
 
     def on_fit_start(self, info):
         super().on_fit_start(info)
-        console().print(f"training {info['params']:,} parameters for {info['epochs']} epochs"
-                        + (f" -> [cyan]{info['run']}[/]" if info.get("run") else ""))
+        console().print(Text.assemble(f"training {info['params']:,} parameters for {info['epochs']} epochs",
+                                      *([" -> ", (info["run"], "cyan")] if info.get("run") else [])))
         self.progress.start()
 
     def on_epoch_start(self, epoch, num_batches):
@@ -190,7 +218,7 @@ class RichListener(PlainListener):
         if self.log:
             self.log(summary_line(summary))
         self.progress.stop()
-        console().print(f"[bold green]{summary_line(summary)}[/]")
+        console().print(summary_line(summary), style="bold green")
 
     def close(self):
         self.progress.stop()
@@ -212,7 +240,7 @@ def print_table(title: str | None, columns: list[str], rows: list[list[Any]]) ->
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*[str(v) for v in row])
+        table.add_row(*[v if isinstance(v, Text) else str(v) for v in row])
     console().print(table)
 
 

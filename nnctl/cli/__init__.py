@@ -1,6 +1,6 @@
 """`nnctl` command line. Each module below registers its commands on `app`."""
 
-from nnctl.cli.app import app
+from nnctl.cli.app import app, run
 from nnctl.cli import train as _train  # noqa: F401  train, eval, gradcheck, config show, runs
 from nnctl.cli import generate as _generate  # noqa: F401,E402  generate
 from nnctl.cli import wordvec as _wordvec  # noqa: F401  similar, analogy, export
@@ -11,4 +11,4 @@ def main() -> None:
     from nnctl.backend import keep_freed_memory
 
     keep_freed_memory()
-    app()
+    run()

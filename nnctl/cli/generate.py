@@ -43,7 +43,7 @@ def generate(
     --length 50 --temperature 0.8 --top-k 40 --seed 1 --num-samples 3`
     """
     from nnctl import generate as gen
-    from nnctl.console import console, error_console
+    from nnctl.console import console, print_error
     from nnctl.errors import ConfigError
 
     with user_errors():
@@ -55,8 +55,7 @@ def generate(
             raise ConfigError(str(error)) from None
         if samples.unknown_words:
             words = ", ".join(sorted(set(samples.unknown_words)))
-            error_console().print(f"[yellow]warning:[/] not in the vocabulary, read as <unk>: {words}",
-                                  highlight=False, soft_wrap=True)
+            print_error(f"not in the vocabulary, read as <unk>: {words}", label="warning", style="yellow")
         out = console()
         for i, words in enumerate(samples.continuations):
             if num_samples > 1:

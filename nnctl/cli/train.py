@@ -215,6 +215,7 @@ def gradcheck(
     from nnctl.gradcheck import check_model
     from nnctl.models import MODELS
     from rich.table import Table
+    from rich.text import Text
 
     with user_errors():
         cfg = config_mod.load(config, set_)
@@ -231,7 +232,8 @@ def gradcheck(
             table.add_column(column)
         for r in report.results:
             ok = r.max_rel_error < 1e-6
-            table.add_row(r.name, str(r.shape), f"{r.max_rel_error:.2e}", "[green]pass[/]" if ok else "[red]FAIL[/]")
+            table.add_row(r.name, str(r.shape), f"{r.max_rel_error:.2e}",
+                          Text("pass", style="green") if ok else Text("FAIL", style="red"))
         console().print(table)
         if report.max_rel_error >= 1e-6:
             fail(f"gradient check failed: {report.worst()}", 1)

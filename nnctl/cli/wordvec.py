@@ -112,6 +112,8 @@ def eval_word_vectors(model, vocab, analogies: list[Path], similarity: list[Path
     With no files given, the standard ones are used (questions-words.txt, WordSim-353,
     SimLex-999), from <data dir>/word-eval, downloaded with an md5 check if missing.
     """
+    from rich.text import Text
+
     from nnctl import wordvec
     from nnctl.console import print_table
 
@@ -127,8 +129,8 @@ def eval_word_vectors(model, vocab, analogies: list[Path], similarity: list[Path
         report = wordvec.evaluate_analogies(vectors, vocab, path)
         rows = [[s.name, s.questions, f"{s.covered} ({pct(s.covered / s.questions)})", s.correct, pct(s.accuracy)]
                 for s in report.sections]
-        rows += [[f"[bold]{s.name}[/]", s.questions, f"{s.covered} ({pct(s.covered / max(s.questions, 1))})",
-                  s.correct, f"[bold]{pct(s.accuracy)}[/]"]
+        rows += [[Text(s.name, style="bold"), s.questions, f"{s.covered} ({pct(s.covered / max(s.questions, 1))})",
+                  s.correct, Text(pct(s.accuracy), style="bold")]
                  for s in (report.semantic, report.syntactic, report.overall)]
         print_table(f"analogies (3CosAdd): {path}", ["section", "questions", "covered", "correct", "accuracy"], rows)
     rows = []

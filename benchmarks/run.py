@@ -53,11 +53,12 @@ PEER_THEN = {"lm_book": 16900, "lm_small": 10171, "lm_medium": 2756, "lm_medium_
 
 # The figures to reach (peer ratio, in one run, 2 threads each).
 TARGETS = {("lm_book", "train"): 1.2, ("lm_small", "train"): 0.9, ("lm_medium", "train"): 0.75,
+           ("lm_gru", "train"): 1.0, ("lm_rnn", "train"): 1.0,
            ("lm_medium", "eval"): 0.75, ("cnn", "train"): 0.5, ("cbow", "train"): 0.1}
 BOOK_TARGET = 3.0
 MEDIUM_RSS_LIMIT_MB = 1500
 
-GROUPS = {"lm": ["lm_book", "lm_small", "lm_medium"], "cnn": ["cnn"], "cbow": ["cbow"]}
+GROUPS = {"lm": ["lm_book", "lm_small", "lm_medium"], "cells": ["lm_gru", "lm_rnn"], "cnn": ["cnn"], "cbow": ["cbow"]}
 
 
 def plan(quick: bool) -> dict[str, dict]:
@@ -66,11 +67,12 @@ def plan(quick: bool) -> dict[str, dict]:
     if quick:
         lm = {"warmup": 3, "seconds": 6, "slices": 3, "eval_seconds": 3, "eval_slices": 3, "profile_seconds": 3}
         return {"lm_book": lm, "lm_small": {**lm, "profile_seconds": 5}, "lm_medium": {**lm, "seconds": 8},
+                "lm_gru": lm, "lm_rnn": lm,
                 "cnn": {"warmup": 5, "seconds": 5, "slices": 3, "eval_seconds": 2, "eval_slices": 2,
                         "profile_seconds": 3},
                 "cbow": {"epochs": 1, "eval_seconds": 2, "profile_seconds": 3}}
     lm = {"warmup": 10, "seconds": 25, "slices": 5, "eval_seconds": 8, "eval_slices": 4, "profile_seconds": 6}
-    return {"lm_book": lm, "lm_small": {**lm, "profile_seconds": 15},
+    return {"lm_book": lm, "lm_small": {**lm, "profile_seconds": 15}, "lm_gru": lm, "lm_rnn": lm,
             "lm_medium": {**lm, "warmup": 5, "seconds": 40, "slices": 8, "eval_seconds": 15, "eval_slices": 5},
             "cnn": {"warmup": 20, "seconds": 20, "slices": 5, "eval_seconds": 5, "eval_slices": 3, "profile_seconds": 6},
             "cbow": {"epochs": 10, "eval_seconds": 5, "profile_seconds": 6}}
@@ -193,7 +195,8 @@ def lm_options(workload: dict, data_dir: Path) -> list[str]:
     options = ["--data", str(data_dir / "ptb"), "--emb", str(m["embed_dim"]), "--hidden", str(m["hidden_dim"]),
                "--layers", str(m["num_layers"]), "--dropout", str(m["dropout"]), "--batch-size", str(d["batch_size"]),
                "--bptt", str(d["bptt"]), "--eval-batch-size", str(workload["eval_batch_size"]),
-               "--lr", str(cfg["optimizer"]["lr"]), "--clip", str(cfg["train"]["clip_grad_norm"])]
+               "--lr", str(cfg["optimizer"]["lr"]), "--clip", str(cfg["train"]["clip_grad_norm"]),
+               "--cell", m.get("cell", "lstm")]
     return options + (["--tied"] if m["tie_weights"] else [])
 
 
@@ -345,7 +348,8 @@ def run_pair(name: str, p: dict, data_dir: Path, exe: str | None, has: dict, spy
             workload = players["nnctl"].workload
             others = {"peer": (lambda: peer_command(name, workload, exe, data_dir, p, tmp) + ["--turns"])
                       if with_peer else None,
-                      "book_here": (lambda: book_command(workload, data_dir)) if book and name.startswith("lm_")
+                      "book_here": (lambda: book_command(workload, data_dir))
+                      if book and name.startswith("lm_") and workload["config"]["model"].get("cell", "lstm") == "lstm"
                       else None}
             for who, command in others.items():
                 if command is not None:
@@ -389,7 +393,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", default=os.environ.get("NNCTL_DATA"),
                     help="folder with ptb/, fashion-mnist/, word-eval/ (default: $NNCTL_DATA, else nnctl's default)")
     ap.add_argument("--only", default="lm,cnn,cbow",
-                    help="comma list of groups (lm, cnn, cbow) or workloads (lm_book, lm_small, lm_medium)")
+                    help="comma list of groups (lm, cells, cnn, cbow) or workloads (lm_book, lm_small, lm_medium, "
+                         "lm_gru, lm_rnn)")
     ap.add_argument("--quick", action="store_true", help="short windows: ~2-3 minutes for the whole suite")
     ap.add_argument("--json", default=None, help="write every figure here (default: benchmarks/results/<date>.json)")
     ap.add_argument("--peer-python", default=None,

@@ -45,6 +45,9 @@ WORKLOADS = {
     "lm_book": {"config": "configs/rnnlm_ptb_book.yaml"},
     "lm_small": {"config": "configs/lstm_ptb_small.yaml"},
     "lm_medium": {"config": "configs/lstm_ptb.yaml"},
+    # the small LM with the other recurrent cells, against torch.nn.GRU / torch.nn.RNN
+    "lm_gru": {"config": "configs/lstm_ptb_small.yaml", "set": ["model.cell=gru"]},
+    "lm_rnn": {"config": "configs/lstm_ptb_small.yaml", "set": ["model.cell=rnn"]},
     "cnn": {"config": {"name": "bench_cnn", "seed": 1,
                        "data": {"type": "fashion_mnist", "batch_size": 100, "download": False},
                        "model": {"type": "cnn"},
@@ -58,7 +61,7 @@ WORKLOADS = {
 def load_config(name: str) -> dict:
     spec = WORKLOADS[name]["config"]
     if isinstance(spec, str):
-        return nnconfig.load(ROOT / spec)
+        return nnconfig.load(ROOT / spec, WORKLOADS[name].get("set", []))
     return nnconfig.resolve(json.loads(json.dumps(spec)), f"benchmarks:{name}")
 
 

@@ -217,3 +217,14 @@ def test_the_book_code_and_pytorch_get_the_same_lm_options(tmp_path):
     assert torch_cmd[2:2 + len(shared)] == shared == book_cmd[2:2 + len(shared)]
     assert "--tied" not in shared and shared[shared.index("--eval-batch-size") + 1] == "10"
     assert book_cmd[-1] == "--turns" and book_cmd[1].endswith("book_lm.py")
+
+
+def test_the_cell_workloads_pass_their_cell_to_the_peer(tmp_path):
+    import run
+    import worker
+
+    for name, cell in (("lm_small", "lstm"), ("lm_gru", "gru"), ("lm_rnn", "rnn")):
+        cfg = worker.load_config(name)
+        assert cfg["model"]["cell"] == cell
+        options = run.lm_options({"config": cfg, "eval_batch_size": 10}, tmp_path)
+        assert options[options.index("--cell") + 1] == cell

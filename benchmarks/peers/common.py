@@ -39,6 +39,7 @@ def add_lm_arguments(ap):
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--tied", action="store_true")
+    ap.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm")
     ap.add_argument("--batch-size", type=int, default=20)
     ap.add_argument("--bptt", type=int, default=35)
     ap.add_argument("--eval-batch-size", type=int, default=10)

@@ -1,6 +1,7 @@
-"""PyTorch CPU peer: the same word-level LSTM LM as nnctl's lstm_lm, on the same PTB windows.
+"""PyTorch CPU peer: the same word-level LM as nnctl's lstm_lm, on the same PTB windows.
 
-embedding -> dropout -> nn.LSTM(layers, inter-layer dropout) -> dropout -> linear decoder
+embedding -> dropout -> nn.LSTM, nn.GRU or nn.RNN (tanh) (--cell; layers, inter-layer
+dropout) -> dropout -> linear decoder
 (tied to the embedding if asked); truncated BPTT with the state carried (detached), SGD,
 gradient-norm clipping; float32. After the shared /work/shared/bench/lm_torch.py, cut
 down to timed slices: one training and one evaluation window, or with --turns the
@@ -31,12 +32,15 @@ def windows(ids, batch_size, bptt):
             yield streams[start:start + n], streams[start + 1:start + 1 + n]
 
 
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+
+
 class WordLSTM(nn.Module):
-    def __init__(self, vocab_size, emb, hidden, layers, dropout, tied):
+    def __init__(self, vocab_size, emb, hidden, layers, dropout, tied, cell="lstm"):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, emb)
         self.drop = nn.Dropout(dropout)
-        self.lstm = nn.LSTM(emb, hidden, num_layers=layers, dropout=dropout if layers > 1 else 0.0)
+        self.lstm = CELLS[cell](emb, hidden, num_layers=layers, dropout=dropout if layers > 1 else 0.0)
         self.proj = nn.Linear(hidden, vocab_size)
         nn.init.uniform_(self.embed.weight, -0.1, 0.1)
         nn.init.zeros_(self.proj.bias)
@@ -60,7 +64,7 @@ def main():
     torch.manual_seed(1)
     vocab, id_lists = read_ptb_ids(args.data)
     splits = {name: torch.tensor(ids, dtype=torch.long) for name, ids in id_lists.items()}
-    model = WordLSTM(len(vocab), args.emb, args.hidden, args.layers, args.dropout, args.tied)
+    model = WordLSTM(len(vocab), args.emb, args.hidden, args.layers, args.dropout, args.tied, args.cell)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr)
     params = list(model.parameters())
 
@@ -71,7 +75,10 @@ def main():
     def train_step():
         x, y = next(train_batches)
         state = carried["train"]
-        state = None if state is None else tuple(s.detach() for s in state)
+        if isinstance(state, tuple):  # the LSTM's (h, c)
+            state = tuple(s.detach() for s in state)
+        elif state is not None:  # the GRU's or RNN's h
+            state = state.detach()
         opt.zero_grad(set_to_none=True)
         logits, carried["train"] = model(x, state)
         loss = F.cross_entropy(logits, y.reshape(-1))

@@ -52,12 +52,12 @@ def check_device(cfg: dict[str, Any], model_cls) -> str:
     device = cfg.get("device", "cpu")
     if device == "cpu":
         return device
-    from nnctl.backend import gpu_available
+    from nnctl.backend import device_kind, gpu_problem
 
-    if not gpu_available():
-        raise ConfigError("device: gpu needs CuPy and an NVIDIA GPU, and none was found; "
-                          "pip install 'nnctl[gpu]' on a machine with a CUDA GPU, or set device: cpu")
-    if device not in getattr(model_cls, "devices", ("cpu", "gpu")):
+    problem = gpu_problem() if device == "gpu" else None  # a test device stands in for a GPU
+    if problem:
+        raise ConfigError(problem)
+    if device_kind(device) not in getattr(model_cls, "devices", ("cpu", "gpu")):
         raise ConfigError(f"device: gpu is not available for model '{cfg['model']['type']}' "
                           f"(it runs on the CPU only); set device: cpu")
     return device
@@ -106,4 +106,21 @@ def build(cfg: dict[str, Any], data_dir: str | None = None, dtype=None, vocab=No
     optimizer = OPTIMIZERS.build(cfg["optimizer"], "optimizer", params=model.named_params())
     schedule = SCHEDULES.build(cfg["schedule"], "schedule", base_lr=optimizer.lr,
                                steps_per_epoch=max(data.num_batches("train"), 1), epochs=train.epochs)
+    preflight(data, schedule, train)
     return Experiment(cfg, data, model, optimizer, schedule, train, model_extras)
+
+
+def preflight(data, schedule, train: TrainConfig) -> None:
+    """What can go wrong later in the run, checked now, before any run folder exists."""
+    from nnctl.errors import NnctlError
+
+    try:
+        schedule.check()
+    except ValueError as error:
+        raise ConfigError(f"schedule: {error}") from None
+    if train.eval_batch_size is not None:
+        for split in [s for s in data.splits if s != "train"]:  # train is scored with its own batches
+            try:  # a data set checks a batch size when its batches are asked for
+                data.batches(split, rng=None, batch_size=train.eval_batch_size)
+            except NnctlError as error:
+                raise ConfigError(f"train.eval_batch_size: {error}") from None

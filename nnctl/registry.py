@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import re
 import types
 import typing
@@ -166,8 +167,9 @@ def check_type(value: Any, tp, path: str) -> Any:
         for option in args:
             try:
                 return check_type(value, option, path)
-            except ConfigError:
-                pass
+            except ConfigError as error:
+                if "finite" in str(error):  # the right type, an impossible value: say that
+                    raise
         raise ConfigError(f"{path}: expected {_type_name(tp)}, got {_describe(value)}")
     if origin in (list, tuple) or tp in (list, tuple):
         if not isinstance(value, (list, tuple)):
@@ -185,10 +187,15 @@ def check_type(value: Any, tp, path: str) -> Any:
         if isinstance(value, bool):
             return value
     elif tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
-            return float(value)  # PyYAML reads `1e-3` (no dot) as a string; we take it as meant
+            number = float(value) if abs(value) < 1e308 else math.inf
+        elif isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+            number = float(value)  # PyYAML reads `1e-3` (no dot) as a string; we take it as meant
+        if number is not None:
+            if not math.isfinite(number):  # no option means anything with NaN or infinity
+                raise ConfigError(f"{path}: expected a finite number, got {value!r}")
+            return number
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value

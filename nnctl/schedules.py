@@ -47,6 +47,21 @@ class Schedule:
     def observe(self, epoch: int, val_loss: float) -> None:
         """Called after each epoch's validation; only stateful schedules (plateau) use it."""
 
+    def check(self) -> None:
+        """Raise ValueError unless the lr is a finite number >= 0 at the first and last step of
+        every epoch (up to 1000 epochs, spread over the run), so a schedule that overflows
+        stops before training starts, not epochs into it."""
+        count = min(self.epochs, 1000)
+        for epoch in sorted({round(i * (self.epochs - 1) / max(count - 1, 1)) for i in range(count)}):
+            for step in (epoch * self.steps_per_epoch, (epoch + 1) * self.steps_per_epoch - 1):
+                try:
+                    lr = float(self.lr(epoch, step))
+                except (OverflowError, ZeroDivisionError):
+                    lr = math.inf
+                if not (math.isfinite(lr) and lr >= 0):
+                    raise ValueError(f"the learning rate would be {lr} at epoch {epoch + 1} (step {step + 1}); "
+                                     "choose values that keep it a finite number")
+
     def state_dict(self) -> dict:
         return {}
 

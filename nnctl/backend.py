@@ -10,15 +10,63 @@ import numpy as np
 
 try:  # optional: `pip install "nnctl[gpu]"`
     import cupy as _cupy  # type: ignore
-except Exception:  # ImportError, or a CuPy without a usable CUDA driver
-    _cupy = None
+    _cupy_error = None
+except Exception as error:  # ImportError, or a CuPy without a usable CUDA driver
+    _cupy, _cupy_error = None, error
+
+# Devices the test suite registers (tests/strict_device.py): name -> an array module with
+# CuPy's conversion rules. Empty outside the tests, so configs can name only cpu and gpu.
+_test_devices: dict = {}
+
+GPU_INSTALL = ("pip install 'nnctl[gpu]' (CUDA 12.x) or pip install 'nnctl[gpu-cuda13]' (CUDA 13.x); "
+               "nvidia-smi prints the CUDA version")
+
+
+def register_test_device(name: str, module) -> None:
+    """Tests only: make `device: <name>` put arrays in `module` (an array module whose
+    arrays are `module.ndarray`, with asarray and asnumpy), standing in for the GPU."""
+    _test_devices[name] = module
 
 
 def get_xp(x):
     """The array module (numpy or cupy) that owns `x`."""
     if _cupy is not None and isinstance(x, _cupy.ndarray):
         return _cupy
+    if _test_devices:
+        for module in _test_devices.values():
+            if isinstance(x, module.ndarray):
+                return module
     return np
+
+
+def devices() -> tuple[str, ...]:
+    """The names a config's `device:` may take."""
+    return ("cpu", "gpu", *_test_devices)
+
+
+def device_kind(device: str) -> str:
+    """"cpu" or "gpu": what a device is for the models' `devices` (a test device stands in for the GPU)."""
+    return "cpu" if device == "cpu" else "gpu"
+
+
+def gpu_problem() -> str | None:
+    """None when `device: gpu` can run here, else one line saying what is missing."""
+    if gpu_available():
+        return None
+    if _cupy is None:
+        missing = isinstance(_cupy_error, ModuleNotFoundError) and _cupy_error.name == "cupy"
+        reason = "CuPy is not installed" if missing else \
+            f"CuPy failed to import ({type(_cupy_error).__name__}: {str(_cupy_error).splitlines()[0][:120]})"
+        return f"device: gpu needs CuPy, and {reason}; {GPU_INSTALL}; or set device: cpu"
+    try:
+        count = _cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:  # no driver, or a driver older than CuPy's CUDA
+        return (f"device: gpu: CuPy is installed but no usable NVIDIA driver was found "
+                f"({type(error).__name__}: {str(error).splitlines()[0][:120]}); check nvidia-smi, and that the "
+                f"CuPy wheel matches the driver's CUDA: {GPU_INSTALL}; or set device: cpu")
+    if count == 0:
+        return "device: gpu: CuPy is installed but it sees no GPU (CUDA_VISIBLE_DEVICES?); or set device: cpu"
+    return None
 
 
 def gpu_available() -> bool:
@@ -34,18 +82,40 @@ def as_numpy(x):
     """A NumPy copy of a host or device array (checkpoints are always NumPy)."""
     if _cupy is not None and isinstance(x, _cupy.ndarray):
         return _cupy.asnumpy(x)
+    if _test_devices:
+        xp = get_xp(x)
+        if xp is not np:
+            return xp.asnumpy(x)
     return np.asarray(x)
 
 
 def to_device(x, device: str):
-    """Move an array to "cpu" or "gpu"."""
+    """Move an array to "cpu" or "gpu" (or a device the tests registered)."""
     if device == "cpu":
         return as_numpy(x)
     if device == "gpu":
         if _cupy is None:
-            raise RuntimeError("device 'gpu' needs CuPy: pip install 'nnctl[gpu]'")
+            raise RuntimeError(gpu_problem())
         return _cupy.asarray(x)
+    if device in _test_devices:
+        return _test_devices[device].asarray(as_numpy(x))
     raise ValueError(f"unknown device {device!r}; choose cpu or gpu")
+
+
+def uniform(rng: np.random.Generator, shape, dtype, like):
+    """Uniform [0, 1) numbers of `shape` and `dtype`, made where `like` lives.
+
+    NumPy: drawn from `rng`, as always. A device: drawn there by its own module, from a
+    Philox generator seeded with one integer taken from `rng`; so the host stream (which
+    checkpoints save) fixes every mask, and no mask is drawn on the host and copied.
+    CuPy keys its generators with 32 bits of the seed: two of a long run's ~1e5 masks may
+    then repeat, which does no harm to dropout.
+    """
+    xp = get_xp(like)
+    if xp is np:
+        return rng.random(shape, dtype=dtype)
+    key = int(rng.integers(2**63))
+    return xp.random.Generator(xp.random.Philox4x3210(key)).random(shape, dtype=dtype)
 
 
 def tree_to_device(tree, device: str):

@@ -11,6 +11,9 @@ import pytest
 import yaml
 
 import toyparts  # noqa: F401  registers toy_blobs / toy_softmax
+import strict_device
+
+strict_device.register()  # `device: strict`, the GPU stand-in (tests/strict_device.py)
 
 TESTS = Path(__file__).parent
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnctl.backend import get_xp
+from nnctl.backend import get_xp, uniform
 from nnctl.functional import sigmoid
 from nnctl.layers.base import Layer, Param
 from nnctl.layers.init import check_init, initial_weights
@@ -76,9 +76,9 @@ class Dropout(Layer):
     probability p and the survivors are scaled by 1/(1-p), so the expected activation is
     unchanged and evaluation is the identity (no rescaling at test time).
 
-    The mask is drawn from `self.rng`, an injected np.random.Generator, on the host (so
-    its state is checkpointed and a run draws the same masks on CPU or GPU), then moved
-    to x's device.
+    The mask is made where x lives (backend.uniform): on the CPU drawn from `self.rng`, an
+    injected np.random.Generator; on a GPU drawn there, seeded by one integer from
+    `self.rng`. Either way that generator's state, which checkpoints save, fixes the masks.
     """
 
     def __init__(self, p: float = 0.5, *, rng: np.random.Generator, dtype=np.float32):
@@ -92,10 +92,9 @@ class Dropout(Layer):
         if not self.training or self.p == 0.0:
             self.scale = None
             return x
-        keep = self.rng.random(x.shape, dtype=x.dtype)  # uniform [0, 1), float32 or float64
+        keep = uniform(self.rng, x.shape, x.dtype, like=x)  # [0, 1), float32 or float64
         # scale = mask / (1 - p), in x's dtype so a float32 x stays float32
-        scale = (keep >= self.p).astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
-        self.scale = scale if get_xp(x) is np else get_xp(x).asarray(scale)
+        self.scale = (keep >= self.p).astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
         return x * self.scale
 
     def backward(self, dy):

@@ -32,7 +32,7 @@ from nnctl.config import TrainConfig
 from nnctl.data.base import batch_length
 from nnctl.distributed import SingleProcess, check_shardable, training_arrays
 from nnctl.models.base import LossOutput
-from nnctl.optim import clip_grad_norm, global_grad_norm, has_nonfinite
+from nnctl.optim import clip_grad_norm, global_grad_norm, grad_norms, has_nonfinite
 from nnctl.rundir import RunDir
 
 
@@ -43,9 +43,10 @@ class TrainingStopped(Exception):
 class Interrupted(Exception):
     """A stop was requested (SIGINT/SIGTERM); raised between two steps, where progress is consistent."""
 
-    def __init__(self, signum: int):
+    def __init__(self, signum: int, save_last: bool = True):
         super().__init__(f"interrupted by signal {signum}")
         self.signum = signum
+        self.save_last = save_last  # False: `last` already holds this point (the final test was cut short)
 
 
 class Listener(Protocol):
@@ -158,7 +159,8 @@ class Trainer:
     def __post_init__(self):
         # The Params never change once the model is built: walk the model for them once,
         # not at every step (clipping, the NaN check and the allreduce all need the list).
-        self.params = self.model.params()
+        self.named_params = self.model.named_params()
+        self.params = list(self.named_params.values())
 
     def request_stop(self, signum: int) -> None:
         self.stop_signal = signum
@@ -268,11 +270,32 @@ class Trainer:
                 f"checkpoint is {last}; lower the learning rate, set train.clip_grad_norm, or set "
                 f"train.on_nonfinite: skip")
         self.state = new_state
+        # the gradients as backward made them, before clipping changes them
+        logged_norms = grad_norms(self.named_params) if self.logs_grad_norms(p.step + 1) else None
         if clip is not None:
             clip_grad_norm(params, clip, norm=norm)
         self.optimizer.step()
         p.step += 1
+        if logged_norms is not None:
+            self.record_grad_norms(logged_norms)
         return out
+
+    def logs_grad_norms(self, step: int) -> bool:
+        """train.log_grad_norms: step 1 and every log_every-th step."""
+        return self.config.log_grad_norms and (step == 1 or step % self.config.log_every == 0)
+
+    def record_grad_norms(self, norms: dict[str, float]) -> None:
+        """One "grads" line in metrics.jsonl: each parameter's gradient norm and the global one.
+
+        Not shown in the progress output; `nnctl plot RUN --grads` draws them.
+        """
+        total = math.sqrt(sum(n * n for n in norms.values()))
+        rec = {"epoch": self.progress.epoch + 1, "step": self.progress.step, "split": "grads",
+               "grad_norm": total, "clip_grad_norm": self.config.clip_grad_norm, "lr": self.optimizer.lr,
+               "grad_norms": norms}
+        if self.run is not None:
+            self.run.append_metrics(rec)
+            self.progress.records += 1
 
     def _stop_requested(self) -> int | None:
         # One process acts on its own signal; ranks act only on a stop they all agreed on.
@@ -290,8 +313,9 @@ class Trainer:
         if not getattr(self.model, "trainable", True):
             return self._fit_closed_form()
 
-        stopped_early = False
-        while p.epoch < cfg.epochs:
+        # A run that stopped early and is resumed (its final test cut short) trains no more epochs.
+        stopped_early = bool(cfg.early_stopping and p.epochs_without_improvement >= cfg.early_stopping)
+        while p.epoch < cfg.epochs and not stopped_early:
             # Shuffling depends only on (seed, epoch), so a resumed epoch sees the same order.
             epoch_rng = np.random.default_rng([self.experiment["seed"], 1, p.epoch])
             totals = p.epoch_totals()
@@ -371,6 +395,9 @@ class Trainer:
             # the ranks without a run directory take rank 0's best weights
             self.comm.broadcast_arrays(training_arrays(self.model))
             test = self.evaluate("test")
+            if self.stop_signal is not None:  # Ctrl-C during the test: `last` (saved after the final
+                # epoch) resumes straight to this test; the best weights loaded above are not `last`
+                raise Interrupted(self.stop_signal, save_last=False)
             self.record("test", test, {"from": "best"}, epoch=p.epoch)  # after the last epoch
             summary["test"] = test
         summary["elapsed"] = round(self.elapsed(), 1)

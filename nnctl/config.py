@@ -33,6 +33,7 @@ class TrainConfig:
     eval_batch_size: int | None = None  # batch size for evaluation (default: the data's)
     on_nonfinite: Literal["stop", "skip"] = "stop"  # a NaN/inf loss or gradient: stop, or skip that batch
     log_every: int = 50  # steps between plain progress lines when the output is not a terminal
+    log_grad_norms: bool = False  # every log_every steps, each parameter's gradient norm (before clipping)
 
     def __post_init__(self):
         if self.epochs < 1:

@@ -312,6 +312,15 @@ def global_grad_norm(params: Iterable[Param] | dict[str, Param]) -> float:
     return math.sqrt(total)
 
 
+def grad_norms(named_params: dict[str, Param]) -> dict[str, float]:
+    """{name: L2 norm of that parameter's gradient}; their root sum of squares is the global norm."""
+    norms = {}
+    for name, p in named_params.items():
+        g = _live_grad(p).ravel()
+        norms[name] = math.sqrt(float(get_xp(g).vdot(g, g)))
+    return norms
+
+
 def has_nonfinite(params: Iterable[Param] | dict[str, Param]) -> bool:
     """True if any gradient holds a NaN or an infinity (a diverged step; do not apply it)."""
     return any(not bool(get_xp(p.grad).isfinite(_live_grad(p)).all()) for p in _unique(params))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -236,3 +237,72 @@ def sparkline(values: Sequence[float], width: int = 40) -> str:
     else:
         levels = np.floor((v - low) / (high - low) * (len(BLOCKS) - 1) + 0.5)
     return "".join(BLOCKS[int(level)] if np.isfinite(x) else " " for x, level in zip(v, np.nan_to_num(levels)))
+
+
+# -- gradients: norms over training, and through time --------------------------------------
+
+@dataclass
+class GradNorms:
+    """The "grads" records of a run (train.log_grad_norms): gradient norms before clipping."""
+
+    steps: np.ndarray
+    per_param: dict[str, np.ndarray]
+    total: np.ndarray
+    clip: float | None
+
+
+def grad_norms(records: list[dict[str, Any]]) -> GradNorms | None:
+    """The gradient norms a run logged, in step order (a resumed run's repeats: the later wins); None if none."""
+    latest = {}
+    for rec in records:
+        if rec.get("split") == "grads" and isinstance(rec.get("grad_norms"), dict) and "step" in rec:
+            latest[rec["step"]] = rec
+    if not latest:
+        return None
+    recs = [latest[step] for step in sorted(latest)]
+    names = list(dict.fromkeys(name for rec in recs for name in rec["grad_norms"]))
+    per_param = {name: np.array([float(rec["grad_norms"].get(name, math.nan)) for rec in recs]) for name in names}
+    return GradNorms(np.array([float(rec["step"]) for rec in recs]), per_param,
+                     np.array([float(rec.get("grad_norm", math.nan)) for rec in recs]), recs[-1].get("clip_grad_norm"))
+
+
+def plot_grad_norms(norms: Sequence[GradNorms], labels: Sequence[str], path: Path, *,
+                    width: int = 1500, height: int = 450, dpi: int = 100) -> None:
+    """One panel per run: each parameter's gradient norm over the steps (log scale), the
+    global norm in black and the clipping threshold dashed, so explosions and what clipping
+    cuts off are visible."""
+    fig = _figure(width, height, dpi)
+    axes = fig.subplots(1, len(norms), squeeze=False, sharey=True)[0]
+    for ax, run, label in zip(axes, norms, labels):
+        for i, (name, values) in enumerate(run.per_param.items()):
+            ax.plot(run.steps, values, color=f"C{i % 10}", linewidth=1, label=name)
+        ax.plot(run.steps, run.total, color="black", linewidth=2, label="global norm")
+        if run.clip is not None:
+            ax.axhline(run.clip, color="red", linestyle="--", linewidth=1, label=f"clip_grad_norm {run.clip:g}")
+        ax.set_yscale("log")
+        ax.set_title(f"{label}: gradient norms before clipping", fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(True, alpha=0.3, which="both")
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    _save(fig, path, dpi)
+
+
+def plot_gradient_flow(flows, labels: Sequence[str], path: Path, *,
+                       width: int = 1000, height: int = 500, dpi: int = 100) -> None:
+    """||dL_T / dh_t|| against t (log scale): one colour per model, one line style per layer."""
+    fig = _figure(width, height, dpi)
+    ax = fig.subplots()
+    styles = ["-", "--", ":", "-."]
+    for i, (flow, label) in enumerate(zip(flows, labels)):
+        for j, layer in enumerate(flow.layers):
+            t = np.arange(1, len(layer.norms) + 1)
+            ax.plot(t, layer.norms, styles[j % len(styles)], color=f"C{i % 10}", label=f"{label}, {layer.name}")
+    ax.set_yscale("log")
+    ax.set_xlabel("time step t (the loss is at the last step, T)")
+    ax.set_ylabel("||dL_T / dh_t||")
+    ax.set_title("gradient flow through time", fontsize=10)
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    _save(fig, path, dpi)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from nnctl.cli.app import app, fail, user_errors
@@ -40,10 +41,14 @@ def plot(
     output: Path = typer.Option(Path("curves.png"), "--output", "-o", help="Image file: .png, .svg or .pdf."),
     size: str = typer.Option("1500x450", "--size", help="Image size in pixels, WIDTHxHEIGHT."),
     dpi: int = typer.Option(100, "--dpi", min=20, max=600, help="Dots per inch (text size scales with it)."),
+    grads: bool = typer.Option(False, "--grads", help="Draw the gradient norms the runs logged "
+                               "(train.log_grad_norms: true) instead, per parameter, log scale."),
 ):
     """Learning curves: loss, accuracy or perplexity (train and valid) and learning rate per epoch.
 
     One colour per run, train solid and validation dashed, with a legend naming each run.
+    With `--grads`: each parameter's gradient norm before clipping, the global norm and the
+    clipping threshold over the steps, one panel per run.
     Needs matplotlib (`pip install "nnctl[plot]"`); without it the curves are drawn in the
     terminal as sparklines.
 
@@ -54,6 +59,9 @@ def plot(
     with user_errors():
         width, height = _sizes(size)
         summaries, labels = _load_runs(runs)
+        if grads:
+            _plot_grads(summaries, labels, output, width, height, dpi)
+            return
         empty = [str(run.path) for run in summaries
                  if not any(rec.get("split") in ("train", "valid") for rec in run.records)]
         if empty:
@@ -67,6 +75,36 @@ def plot(
             return
         plot_mod.plot_curves(summaries, labels, output, width=width, height=height, dpi=dpi)
         print(f"wrote {output} ({width}x{height}, {len(summaries)} run{'s' if len(summaries) > 1 else ''})")
+
+
+def _plot_grads(summaries, labels, output: Path, width: int, height: int, dpi: int) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from nnctl import plot as plot_mod
+    from nnctl.console import console
+
+    norms = [plot_mod.grad_norms(run.records) for run in summaries]
+    for run, found in zip(summaries, norms):
+        if found is None:
+            fail(f"{run.path}: no gradient norms were logged; train with train.log_grad_norms: true "
+                 "(e.g. --set train.log_grad_norms=true) to record them", 1)
+    if _has_matplotlib():
+        plot_mod.plot_grad_norms(norms, labels, output, width=width, height=height, dpi=dpi)
+        print(f"wrote {output} ({width}x{height}, {len(summaries)} run{'s' if len(summaries) > 1 else ''})")
+        return
+    table = Table(title="gradient norms before clipping, over the steps (log scale; ▁ lowest, █ highest)",
+                  title_justify="left")
+    for column, justify in (("run", "left"), ("parameter", "left"), ("curve", "left"), ("first", "right"),
+                            ("last", "right"), ("max", "right")):
+        table.add_column(column, justify=justify, no_wrap=column == "curve")
+    for run, label in zip(norms, labels):
+        for name, values in [*run.per_param.items(), ("global norm", run.total)]:
+            table.add_row(Text(label), Text(name), plot_mod.sparkline(np.log10(np.maximum(values, 1e-300)), 40),
+                          f"{values[0]:.2e}", f"{values[-1]:.2e}", f"{np.nanmax(values):.2e}")
+        table.add_section()
+    console().print(table)
+    console().print(f"matplotlib is not installed: {plot_mod.INSTALL_HINT} to write {output}", markup=False)
 
 
 def _terminal_curves(summaries, labels) -> None:

@@ -212,11 +212,15 @@ def validate_meta(meta: dict[str, Any], path: Path, hint: str = LOAD_HINT) -> di
         if key in meta and not isinstance(meta[key], kind):
             raise wrong(f"{key} is {type(meta[key]).__name__}, not {kind.__name__}")
     meta = dict(meta)
-    if meta.get("config"):
-        try:
-            meta["config"] = config_mod.resolve(meta["config"], "config")
-        except ConfigError as error:
-            raise wrong(f"holds an invalid experiment ({str(error).removeprefix('config: ')})") from None
+    cfg = meta.get("config")
+    try:
+        if cfg and all(key in cfg for key in ("data", "model", "optimizer")):
+            meta["config"] = config_mod.resolve(cfg, "config")
+        elif cfg:  # saved outside `nnctl train` (tools, tests): the sections it has are checked
+            meta["config"] = {**cfg, **{key: config_mod.resolve_section(key, cfg[key])
+                                        for key in ("data", "model", "optimizer", "schedule") if key in cfg}}
+    except ConfigError as error:
+        raise wrong(f"holds an invalid experiment ({str(error).removeprefix('config: ')})") from None
     if "progress" in meta:
         fields = {f.name: f.type for f in dataclasses.fields(Progress)}
         for key, value in meta["progress"].items():

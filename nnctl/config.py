@@ -155,6 +155,11 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}:{where}: malformed YAML ({problem}); fix the syntax there") from None
 
 
+def resolve_section(section: str, value: Any) -> dict[str, Any]:
+    """One `type:` section (data, model, optimizer or schedule) validated, defaults filled in."""
+    return _registries()[section].resolve(value, section)
+
+
 def read_yaml(path: Path) -> Any:
     path = Path(path)
     text = read_utf8(path, ConfigError, "config file", "check the path (examples are in configs/)",

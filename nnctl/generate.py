@@ -77,6 +77,9 @@ def next_words(logits: np.ndarray, rng: np.random.Generator, temperature: float 
     return np.minimum((cdf <= u).sum(axis=-1), probs.shape[-1] - 1)
 
 
+MAX_WORDS = 10_000_000  # new words in one call, all samples together
+
+
 def check_options(length: int, temperature: float, top_k: int | None, top_p: float | None, num_samples: int) -> None:
     if length < 0:
         raise ValueError(f"length must be >= 0, got {length}")
@@ -88,6 +91,8 @@ def check_options(length: int, temperature: float, top_k: int | None, top_p: flo
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    if length * num_samples > MAX_WORDS:  # checked before the (num_samples, length) ids are allocated
+        raise ValueError(f"length x num_samples must be at most {MAX_WORDS:,} words, got {length * num_samples:,}")
 
 
 def generate(model, vocab: Vocab, prompt: str = "", *, length: int = 50, temperature: float = 1.0,

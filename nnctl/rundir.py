@@ -129,7 +129,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     for line in lines:
         try:
             records.append(json.loads(line))
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # cut short by a crash, or not JSON at all
             continue
     return records
 

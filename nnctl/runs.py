@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from nnctl.errors import CheckpointError
 from nnctl.rundir import RunDir, read_jsonl
 
@@ -45,25 +43,64 @@ class RunSummary:
 
     @property
     def model_type(self) -> str:
-        return str((self.config.get("model") or {}).get("type", "?"))
+        return self._type_of("model")
 
     @property
     def data_type(self) -> str:
-        return str((self.config.get("data") or {}).get("type", "?"))
+        return self._type_of("data")
+
+    def _type_of(self, section: str) -> str:
+        value = self.config.get(section)
+        return str(value.get("type", "?")) if isinstance(value, dict) else "?"
 
 
 def _read_config(path: Path) -> dict[str, Any]:
+    from nnctl.config import MAX_CONFIG_BYTES, parse_yaml
+    from nnctl.errors import ConfigError, read_utf8
+
     try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        cfg = parse_yaml(read_utf8(path, ConfigError, "config file", limit=MAX_CONFIG_BYTES), str(path))
+    except ConfigError:
         return {}  # a damaged config must not hide the run's metrics
     return cfg if isinstance(cfg, dict) else {}
 
 
+# What a metrics record's fields must be to be shown; a record with any of them wrong is skipped.
+_NUMBERS = ("loss", "perplexity", "accuracy", "lr", "elapsed", "throughput", "grad_norm")
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        float(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+    return True
+
+
+def _usable(record: Any) -> bool:
+    """A metrics line as nnctl writes it: a mapping with a split name, whole epoch and step, numbers."""
+    if not isinstance(record, dict) or not isinstance(record.get("split"), str):
+        return False
+    for key in ("epoch", "step"):
+        if isinstance(record.get(key), bool) or not isinstance(record.get(key), int):
+            return False
+    return all(_is_number(record[key]) for key in _NUMBERS if key in record)
+
+
 def summarise_run(path: Path) -> RunSummary:
-    """Summary of one run folder (it must exist; see resolve_run for user-given paths)."""
+    """Summary of one run folder (it must exist; see resolve_run for user-given paths).
+
+    Run folders may have been touched by hand or cut short: a metrics line that is not a
+    record nnctl writes is skipped, a status or config that is not a mapping is read as
+    unknown, so one damaged run never stops `runs`, `compare` or `plot`.
+    """
     run = RunDir(path)
-    records = read_jsonl(run.metrics_path)
+    try:
+        records = [r for r in read_jsonl(run.metrics_path) if _usable(r)]
+    except (OSError, UnicodeDecodeError):
+        records = []
     metric = next((k for k in MAIN_METRICS if any(k in r for r in records)), "loss")
     valid = [r for r in records if r.get("split") == "valid" and metric in r]
     best = None
@@ -75,7 +112,7 @@ def summarise_run(path: Path) -> RunSummary:
         final[rec.get("split")] = rec  # later records win
     return RunSummary(
         path=run.path, config=_read_config(run.config_path), records=records,
-        state=str(run.status().get("state", "unknown")), metric=metric,
+        state=str(run.status().get("state", "unknown"))[:20], metric=metric,
         epochs=max((r.get("epoch", 0) for r in records if r.get("split") == "train"), default=0),
         elapsed=max((r.get("elapsed", 0) for r in records), default=0),
         best_valid=None if best is None else best[metric], best_epoch=None if best is None else best.get("epoch"),

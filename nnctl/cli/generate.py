@@ -28,14 +28,14 @@ def load_language_model(run_or_checkpoint: Path):
 def generate(
     run_or_checkpoint: Path = typer.Argument(..., help="A run folder (uses checkpoints/best.npz) or a .npz file."),
     prompt: str = typer.Option("", "--prompt", "-p", help="Text the samples continue (empty: start a sentence)."),
-    length: int = typer.Option(50, "--length", "-n", min=0, help="New words per sample."),
+    length: int = typer.Option(50, "--length", "-n", min=0, max=1_000_000, help="New words per sample."),
     temperature: float = typer.Option(1.0, "--temperature", "-t", min=0.0,
                                       help="Softmax temperature; 0 = greedy (always the likeliest word)."),
     top_k: Optional[int] = typer.Option(None, "--top-k", min=1, help="Sample only from the k likeliest words."),
     top_p: Optional[float] = typer.Option(None, "--top-p", min=0.0, max=1.0,
                                           help="Sample only from the likeliest words whose mass reaches p."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed: the same seed gives the same text."),
-    num_samples: int = typer.Option(1, "--num-samples", "-s", min=1, help="How many texts to draw."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Random seed: the same seed gives the same text."),
+    num_samples: int = typer.Option(1, "--num-samples", "-s", min=1, max=10_000, help="How many texts to draw."),
 ):
     """Continue a prompt with a trained language model; `<eos>` prints as a line break.
 
@@ -51,8 +51,9 @@ def generate(
         try:
             samples = gen.generate(model, vocab, prompt, length=length, temperature=temperature, top_k=top_k,
                                    top_p=top_p, seed=seed, num_samples=num_samples)
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
+        except ValueError as error:  # "top_k must be ..." -> "--top-k: must be ..."
+            name, _, rest = str(error).partition(" ")
+            raise ConfigError(f"--{name.replace('_', '-')}: {rest}" if name.isidentifier() else str(error)) from None
         if samples.unknown_words:
             words = ", ".join(sorted(set(samples.unknown_words)))
             print_error(f"not in the vocabulary, read as <unk>: {words}", label="warning", style="yellow")

@@ -225,7 +225,8 @@ def train(
 @app.command("eval")
 def eval_(
     run_or_checkpoint: Path = typer.Argument(..., help="A run folder (uses checkpoints/best.npz) or a .npz file."),
-    split: str = typer.Option("test", "--split", help="Which split to score: train, valid or test."),
+    split: Optional[str] = typer.Option(None, "--split", help="Which split to score: train, valid or test "
+                                        "(default test; not for word vectors, which are scored on files)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Evaluation batch size."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     analogies: list[Path] = typer.Option([], "--analogies", help="Word vectors: analogy file(s), questions-words.txt format."),
@@ -245,9 +246,19 @@ def eval_(
         if hasattr(model, "word_vectors"):
             from nnctl.cli.wordvec import eval_word_vectors
 
+            if split is not None:
+                fail(f"--split {split}: a word-vector run is scored on analogy and similarity files, not on a "
+                     "split; leave out --split (give files with --analogies / --similarity)", 2)
+
             eval_word_vectors(model, ckpt.vocab, analogies, similarity, str(data_dir) if data_dir else None)
             return
-        cfg = ckpt.meta["config"]
+        split = split or "test"
+        cfg = ckpt.meta.get("config", {})
+        if "data" not in cfg or "train" not in cfg:
+            from nnctl.errors import CheckpointError
+
+            raise CheckpointError(f"{ckpt.path}: its meta record has no data or train config, so there is "
+                                  "nothing to score it on; it was not written by nnctl train")
         data = experiment.build_data(cfg, str(data_dir) if data_dir else None, vocab=ckpt.vocab)
         if split not in data.splits:
             fail(f"--split {split}: this data set has the splits {', '.join(data.splits)}", 2)

@@ -62,7 +62,6 @@ class ContextWindows(Dataset):
         self.window = int(window)
         self.subsample = float(subsample)
         self.dynamic_window = bool(dynamic_window)
-        self.offsets = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)])  # (C,)
 
         eos = self.vocab.index.get(EOS, -1)
         # split -> (tokens (n,), sentence number of each token (n,)), <eos> removed
@@ -80,6 +79,8 @@ class ContextWindows(Dataset):
                 f"{corpus.paths['train']}: window {window} is larger than the sentences allow: the longest "
                 f"line has {longest} word(s), so no word has more than {max(longest - 1, 0)} neighbour(s) "
                 f"on one side; use window <= {max(longest - 1, 1)} or a corpus with longer lines")
+        # only now, with the window known to fit the sentences, its offsets are made (C,)
+        self.offsets = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)])
         self.word_counts = np.bincount(tokens, minlength=len(self.vocab)).astype(np.int64)
         self.keep_prob = keep_probabilities(self.word_counts, self.subsample)
 

@@ -1,10 +1,11 @@
-"""PyTorch CPU peer: SimpleConvNet on Fashion-MNIST, the network nnctl's `cnn` builds by default.
+"""PyTorch peer: SimpleConvNet on Fashion-MNIST, the network nnctl's `cnn` builds by default.
 
 conv 30@5x5 -> ReLU -> maxpool 2 -> affine 100 -> ReLU -> affine 10; Adam 1e-3, batch 100,
 whole data set in one tensor, batches from a per-epoch permutation (no DataLoader), as
 /work/shared/bench/img_torch.py. Times one training and one evaluation window, or with
 --turns the slices benchmarks/run.py asks for on stdin, alternating with nnctl
-(../turns.py). Prints "RESULT {json}" with train and eval images/s.
+(../turns.py). Prints "RESULT {json}" with train and eval images/s. On the CPU by default;
+`--device cuda` runs it on the GPU (benchmarks/gpu_check.py), data set and model there.
 """
 import argparse
 import gzip
@@ -45,20 +46,21 @@ def main():
     ap.add_argument("--eval-seconds", type=float, default=5.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--turns", action="store_true", help="time the slices benchmarks/run.py asks for on stdin")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    xtr, ytr = load(args.data, "train")
-    xte, yte = load(args.data, "t10k")
+    xtr, ytr = (t.to(args.device) for t in load(args.data, "train"))
+    xte, yte = (t.to(args.device) for t in load(args.data, "t10k"))
     model = nn.Sequential(nn.Conv2d(1, 30, 5), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(),
-                          nn.Linear(30 * 12 * 12, 100), nn.ReLU(), nn.Linear(100, 10))
+                          nn.Linear(30 * 12 * 12, 100), nn.ReLU(), nn.Linear(100, 10)).to(args.device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
 
     def endless_batches(n, size, shuffle):
         while True:
-            order = torch.randperm(n) if shuffle else torch.arange(n)
+            order = torch.randperm(n, device=args.device) if shuffle else torch.arange(n, device=args.device)
             for i in range(0, n - size + 1 if shuffle else n, size):
                 yield order[i:i + size]
 
@@ -83,7 +85,8 @@ def main():
     phases = torch_phases(model, train_step, eval_step, args.warmup)
     totals = turns.play(phases, args.turns,
                         {"train": args.seconds, "eval": args.eval_seconds})
-    emit({"peer": f"torch {torch.__version__}", "threads": torch.get_num_threads(), **turns.rates(totals)})
+    emit({"peer": f"torch {torch.__version__}", "threads": torch.get_num_threads(), "device": args.device,
+          **turns.rates(totals)})
 
 
 if __name__ == "__main__":

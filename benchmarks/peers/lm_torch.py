@@ -1,4 +1,4 @@
-"""PyTorch CPU peer: the same word-level LM as nnctl's lstm_lm, on the same PTB windows.
+"""PyTorch peer: the same word-level LM as nnctl's lstm_lm, on the same PTB windows.
 
 embedding -> dropout -> nn.LSTM, nn.GRU or nn.RNN (tanh) (--cell; layers, inter-layer
 dropout) -> dropout -> linear decoder
@@ -6,7 +6,8 @@ dropout) -> dropout -> linear decoder
 gradient-norm clipping; float32. After the shared /work/shared/bench/lm_torch.py, cut
 down to timed slices: one training and one evaluation window, or with --turns the
 slices benchmarks/run.py asks for on stdin, alternating with nnctl (../turns.py).
-Prints "RESULT {json}" with train and eval tokens/s.
+Prints "RESULT {json}" with train and eval tokens/s. On the CPU by default; `--device cuda`
+runs it on the GPU (benchmarks/gpu_check.py), token ids and model there.
 """
 import argparse
 import os
@@ -58,13 +59,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     add_lm_arguments(ap)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(1)
     vocab, id_lists = read_ptb_ids(args.data)
-    splits = {name: torch.tensor(ids, dtype=torch.long) for name, ids in id_lists.items()}
-    model = WordLSTM(len(vocab), args.emb, args.hidden, args.layers, args.dropout, args.tied, args.cell)
+    splits = {name: torch.tensor(ids, dtype=torch.long, device=args.device) for name, ids in id_lists.items()}
+    model = WordLSTM(len(vocab), args.emb, args.hidden, args.layers, args.dropout, args.tied,
+                     args.cell).to(args.device)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr)
     params = list(model.parameters())
 
@@ -98,7 +101,8 @@ def main():
     phases = torch_phases(model, train_step, eval_step, args.warmup)
     totals = turns.play(phases, args.turns,
                         {"train": args.seconds, "eval": args.eval_seconds})
-    emit({"peer": f"torch {torch.__version__}", "threads": torch.get_num_threads(), **turns.rates(totals)})
+    emit({"peer": f"torch {torch.__version__}", "threads": torch.get_num_threads(), "device": args.device,
+          **turns.rates(totals)})
 
 
 if __name__ == "__main__":

@@ -5,9 +5,11 @@
 
 Reads the public names that each module's __init__.py (and lib/stride_tricks.py) binds at
 its top level: imports (and the subpackages they bind, like `cupy.lib`), assignments,
-functions and classes, in every branch of a top-level if/try (CuPy picks some by NumPy version). `cupy.random.Generator` is bound lazily by a
-module __getattr__, so it is added by hand; the ufunc methods come from CuPy's `cupy.ufunc`
-reference page (docs.cupy.dev), since ufuncs are compiled code.
+functions and classes, in every branch of a top-level if/try (CuPy picks some by NumPy
+version). `cupy.random.Generator` is bound lazily by a module __getattr__, so it is added
+by hand; the ufunc methods come from CuPy's `cupy.ufunc` reference page (docs.cupy.dev),
+since ufuncs are compiled code. The list is used by tests/test_cupy_names.py (every xp.<name>
+nnctl calls) and tests/strict_device.py (the stand-in offers only these names).
 """
 
 from __future__ import annotations

@@ -152,7 +152,9 @@ def test_device_run_with_a_resume_equals_the_cpu_run(cfg, data_dir, tmp_path):
 @pytest.mark.parametrize("cfg", gpu_cases())
 def test_device_dropout_is_drawn_there_and_resumes_exactly(cfg, data_dir, tmp_path):
     """With dropout on, the device draws its masks itself; an interrupted-and-resumed device
-    run equals an uninterrupted one, so the masks' stream survives the checkpoint."""
+    run equals an uninterrupted one, so the masks' stream survives the checkpoint. (Exactly
+    on the stand-in; on a GPU to 1e-9, as CuPy's add.at sums repeated words' embedding
+    gradients in whatever order its atomic additions land.)"""
     cfg = float64({**cfg, "device": DEVICE})
     draws = strict_device.StrictGenerator.draws
     straight = train(cfg, data_dir, tmp_path / "straight")
@@ -160,8 +162,11 @@ def test_device_dropout_is_drawn_there_and_resumes_exactly(cfg, data_dir, tmp_pa
         assert strict_device.StrictGenerator.draws > draws  # masks came from xp.random
     split = train(cfg, data_dir, tmp_path / "split", "train.epochs=1")
     resume(split, data_dir, "train.epochs=2")
-    assert records(split) == records(straight)
-    assert_checkpoints_close(straight / "checkpoints/last.npz", split / "checkpoints/last.npz", 0.0)
+    tol = 0.0 if DEVICE == "strict" else 1e-9
+    assert_records_close(records(split), records(straight), tol)
+    if DEVICE == "strict":
+        assert records(split) == records(straight)
+    assert_checkpoints_close(straight / "checkpoints/last.npz", split / "checkpoints/last.npz", tol)
 
 
 def test_dropout_on_a_device_takes_one_key_from_its_stream_per_mask():

@@ -193,3 +193,33 @@ def test_gradflow_on_a_model_that_is_not_recurrent(corpus):
     result = runner.invoke(app, ["gradflow", str(CONFIGS / "tiny_mlp_mnist.yaml")])
     assert result.exit_code == 2
     assert "is not recurrent" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_open_forget_gates_carry_the_gradient_back_where_the_rnn_loses_it():
+    """At PyTorch's initialisation the LSTM's forget gates sit near 0.5, and its gradient fades
+    about as fast as the RNN's; with forget_bias 1 (Jozefowicz et al. 2015) it reaches back."""
+    ids = np.random.default_rng(3).integers(0, 50, (10, 36))
+
+    def decay(cell, **options):
+        model = LSTMLanguageModel(embed_dim=64, hidden_dim=64, num_layers=1, cell=cell, vocab_size=50,
+                                  rng=np.random.default_rng(0), dtype=np.float64, **options)
+        return gradient_flow(model, ids).layers[0].decay
+
+    rnn, lstm, open_lstm = decay("rnn"), decay("lstm"), decay("lstm", forget_bias=1.0)
+    assert rnn < 1e-3 and lstm < 1e-3
+    assert open_lstm > 100 * max(rnn, lstm), (rnn, lstm, open_lstm)
+
+
+def test_forget_bias_shifts_only_the_forget_gates_and_zero_changes_nothing():
+    from nnctl.errors import ConfigError
+    from nnctl.layers.recurrent import LSTM
+    from nnctl.models import MODELS
+
+    plain = LSTM(3, 4, rng=np.random.default_rng(0))
+    shifted = LSTM(3, 4, rng=np.random.default_rng(0), forget_bias=2.0)
+    np.testing.assert_allclose(shifted.b.data - plain.b.data, np.r_[np.zeros(4), np.full(4, 2.0), np.zeros(8)],
+                               atol=1e-6)
+    np.testing.assert_array_equal(LSTM(3, 4, rng=np.random.default_rng(0), forget_bias=0.0).b.data, plain.b.data)
+    with pytest.raises(ConfigError, match=r"model\.forget_bias: .*cell: lstm"):
+        MODELS.build({"type": "lstm_lm", "cell": "gru", "forget_bias": 1.0}, "model", vocab_size=10,
+                     rng=np.random.default_rng(0), dtype=np.float32)

@@ -60,16 +60,20 @@ class LSTM(Layer):
     """x: (N, T, D), state: (h, c) each (N, H) or None (zeros) -> y: (N, T, H), (h_T, c_T).
 
     Wx: (D, 4H), Wh: (H, 4H), b: (4H,), gate columns [i | f | o | g]. Initialised
-    uniformly in +-1/sqrt(H), as PyTorch does.
+    uniformly in +-1/sqrt(H), as PyTorch does; `forget_bias` is added to the forget gate's
+    bias (Gers et al. 2000; 1.0 in Jozefowicz et al. 2015), so that f = sigmoid(.) starts
+    near 1 instead of 0.5 and the cell path carries the gradient back further.
     """
 
-    def __init__(self, input_dim: int, hidden_dim: int, *, rng: np.random.Generator, dtype=np.float32):
+    def __init__(self, input_dim: int, hidden_dim: int, *, rng: np.random.Generator, dtype=np.float32,
+                 forget_bias: float = 0.0):
         check_sizes(input_dim, hidden_dim)
         H = hidden_dim
         k = 1.0 / np.sqrt(H)
         self.Wx = Param.init(rng.uniform(-k, k, (input_dim, 4 * H)), dtype)
         self.Wh = Param.init(rng.uniform(-k, k, (H, 4 * H)), dtype)
-        self.b = Param.init(rng.uniform(-k, k, 4 * H), dtype)
+        self.b = Param.init(rng.uniform(-k, k, 4 * H) + np.r_[np.zeros(H), np.full(H, forget_bias), np.zeros(2 * H)],
+                            dtype)
         self.hidden_dim = H
 
     def initial_state(self, batch_size: int, like):

@@ -40,6 +40,8 @@ class LSTMLanguageModel(Model):
     """A recurrent LM scored by perplexity. V, E, H = vocab_size, embed_dim, hidden_dim.
 
     cell: lstm, gru or rnn (nnctl/layers/recurrent.py, gru.py, rnn.py).
+    forget_bias: added to the LSTM forget gates' initial bias (1.0 in Jozefowicz et al.
+    2015); 0 keeps PyTorch's initialisation, where the forget gates start half closed.
     init_scale: embeddings (and an untied output matrix) start uniform in +-init_scale;
     recurrent weights uniform in +-1/sqrt(H).
     sparse_embedding: keep the (untied) embedding's gradient as the rows a batch touched
@@ -52,7 +54,8 @@ class LSTMLanguageModel(Model):
 
     def __init__(self, embed_dim: int = 650, hidden_dim: int = 650, num_layers: int = 2,
                  dropout: float = 0.5, tie_weights: bool = True, init_scale: float = 0.1,
-                 sparse_embedding: bool = False, cell: Literal["lstm", "gru", "rnn"] = "lstm", *,
+                 sparse_embedding: bool = False, cell: Literal["lstm", "gru", "rnn"] = "lstm",
+                 forget_bias: float = 0.0, *,
                  vocab_size: int, rng: np.random.Generator, dtype=np.float32):
         for name, value in (("embed_dim", embed_dim), ("hidden_dim", hidden_dim), ("num_layers", num_layers)):
             if value <= 0:
@@ -74,12 +77,16 @@ class LSTMLanguageModel(Model):
                                    sparse=sparse_embedding)
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}")
+        if forget_bias != 0.0 and cell != "lstm":
+            raise ValueError(f"forget_bias is for cell: lstm (a {cell.upper()} has no forget gate); "
+                             "remove it or set cell: lstm")
         self.cell = cell
+        options = {"forget_bias": forget_bias} if cell == "lstm" else {}
         # The layers' attribute is named after the cell ("lstms", "grus", "rnns"), so the
         # parameter names say what they are ("grus.0.Wh") and checkpoints saved before
         # `cell` existed ("lstms.0.Wh") load unchanged.
         setattr(self, f"{cell}s", [CELLS[cell](embed_dim if layer == 0 else hidden_dim, hidden_dim, rng=rng,
-                                               dtype=dtype) for layer in range(num_layers)])
+                                               dtype=dtype, **options) for layer in range(num_layers)])
         # dropouts[0] after the embedding, dropouts[l + 1] after LSTM layer l
         self.dropouts = [Dropout(dropout, rng=np.random.default_rng(rng.integers(2**63)), dtype=dtype)
                          for _ in range(num_layers + 1)]

@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     model = exp.model
     parts: dict[str, list] = defaultdict(list)
     layers = [("embedding", model.embedding), *((f"dropout{i}", d) for i, d in enumerate(model.dropouts)),
-              *((f"lstm{i}", lstm) for i, lstm in enumerate(model.lstms)), ("decoder", model.decoder)]
+              *((f"{model.cell}{i}", cell) for i, cell in enumerate(model.cells)), ("decoder", model.decoder)]
     for label, layer in layers:
         for method in ("forward", "backward"):
             setattr(layer, method, timed(parts[f"{label}.{method}"], getattr(layer, method)))

@@ -60,9 +60,11 @@ def cupy_version(path: Path = NAMES_FILE) -> str:
 
 
 class HostTransfers:
-    """Counts explicit device -> host copies (get, asnumpy, float/int/bool/item of a scalar)."""
+    """Counts explicit copies: `count` device -> host (get, asnumpy, float/int/bool/item of a
+    scalar), `to_device` host -> device (xp.asarray of a host array)."""
 
     count = 0
+    to_device = 0
 
 
 def _refuse_host(value, where: str):
@@ -269,6 +271,8 @@ def _to_device(a, dtype=None, copy=None, order="K", **kwargs):
     """xp.asarray / xp.array: the one explicit host -> device door (CuPy takes NumPy arrays here)."""
     if isinstance(a, StrictArray):
         a = a._a
+    elif isinstance(a, np.ndarray):
+        HostTransfers.to_device += 1
     array = np.array(a, dtype=dtype, order=order, copy=True if copy is None else copy, **kwargs)
     return StrictArray(array)
 

@@ -169,6 +169,31 @@ def test_device_dropout_is_drawn_there_and_resumes_exactly(cfg, data_dir, tmp_pa
     assert_checkpoints_close(straight / "checkpoints/last.npz", split / "checkpoints/last.npz", tol)
 
 
+@on_stand_in
+@pytest.mark.parametrize("cfg", gpu_cases())
+def test_a_training_step_copies_only_its_batch_to_the_device(cfg, data_dir):
+    """Weights, state, masks and optimizer state stay on the device: per step, the batch's two
+    arrays go there, and what comes back is scalars (the loss, each gradient's squared norm
+    for clipping, a range check), never an array."""
+    from nnctl.trainer import Trainer
+
+    cfg = resolve({**cfg, "device": "strict"})
+    exp = experiment.build(cfg, str(data_dir))
+    trainer = Trainer(exp.model, exp.data, exp.optimizer, exp.schedule, exp.train, cfg, exp.model_extras,
+                      device="strict")
+    first, second = list(exp.data.batches("train", rng=np.random.default_rng(0)))[:2]
+    trainer.step(first)
+    moved, back = strict_device.HostTransfers.to_device, strict_device.HostTransfers.count
+    get = strict_device.StrictArray.get
+    try:  # .get() is how a whole array would come back: none may
+        strict_device.StrictArray.get = lambda self: pytest.fail("an array was copied back to the host")
+        trainer.step(second)
+    finally:
+        strict_device.StrictArray.get = get
+    assert strict_device.HostTransfers.to_device - moved == 2
+    assert strict_device.HostTransfers.count - back <= len(exp.model.params()) + 3
+
+
 def test_dropout_on_a_device_takes_one_key_from_its_stream_per_mask():
     from nnctl.layers import Dropout
 

@@ -289,20 +289,22 @@ def plot_grad_norms(norms: Sequence[GradNorms], labels: Sequence[str], path: Pat
 
 
 def plot_gradient_flow(flows, labels: Sequence[str], path: Path, *,
-                       width: int = 1000, height: int = 500, dpi: int = 100) -> None:
-    """||dL_T / dh_t|| against t (log scale): one colour per model, one line style per layer."""
+                       width: int = 1500, height: int = 500, dpi: int = 100) -> None:
+    """||dL_T / dh_t|| against t (log scale): one panel per layer depth, one colour per model."""
+    depth = max(len(flow.layers) for flow in flows)
     fig = _figure(width, height, dpi)
-    ax = fig.subplots()
-    styles = ["-", "--", ":", "-."]
+    axes = fig.subplots(1, depth, squeeze=False, sharey=True)[0]
     for i, (flow, label) in enumerate(zip(flows, labels)):
-        for j, layer in enumerate(flow.layers):
+        for ax, layer in zip(axes, flow.layers):
             t = np.arange(1, len(layer.norms) + 1)
-            ax.plot(t, layer.norms, styles[j % len(styles)], color=f"C{i % 10}", label=f"{label}, {layer.name}")
-    ax.set_yscale("log")
-    ax.set_xlabel("time step t (the loss is at the last step, T)")
-    ax.set_ylabel("||dL_T / dh_t||")
-    ax.set_title("gradient flow through time", fontsize=10)
-    ax.grid(True, alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="best")
+            ax.plot(t, layer.norms, color=f"C{i % 10}", marker="o" if len(t) <= 40 else None, markersize=2,
+                    label=label)
+    for d, ax in enumerate(axes):
+        ax.set_yscale("log")
+        ax.set_xlabel("time step t (the loss is the last step's, t = T)")
+        ax.set_title(f"gradient reaching h_t in layer {d}", fontsize=10)
+        ax.grid(True, alpha=0.3, which="both")
+    axes[0].set_ylabel("||dL_T / dh_t||")
+    axes[-1].legend(fontsize=8, loc="best")
     fig.tight_layout()
     _save(fig, path, dpi)

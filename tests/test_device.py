@@ -59,7 +59,8 @@ def cell_choices(cls) -> tuple[str, ...]:
 
 
 def gpu_cases() -> list:
-    """(id, config) for every configs/tiny_*.yaml whose model runs on a GPU, and each cell of it."""
+    """(id, config) for every configs/tiny_*.yaml whose model runs on a GPU, each cell of it, and
+    the LM with a sparse embedding."""
     cases = []
     for path in sorted(CONFIGS.glob("tiny_*.yaml")):
         cfg = yaml.safe_load(path.read_text())
@@ -72,6 +73,11 @@ def gpu_cases() -> list:
             if cell is not None:
                 case["model"]["cell"] = cell
             cases.append(pytest.param(case, id=path.stem + (f"-{cell}" if cell else "")))
+        if cfg["model"]["type"] == "lstm_lm":  # the book config's sparse embedding, with Adam's lazy rows
+            case = json.loads(json.dumps(cfg))
+            case["model"].update(tie_weights=False, sparse_embedding=True)
+            case["optimizer"] = {"type": "adam", "lr": 0.01}
+            cases.append(pytest.param(case, id=path.stem + "-sparse-adam"))
     return cases
 
 

@@ -262,6 +262,8 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-tests", action="store_true", help="leave out the device tests")
     ap.add_argument("--no-peers", action="store_true", help="leave out the PyTorch peers")
     ap.add_argument("--tiny", action="store_true", help="tiny sizes for every workload (the smoke test)")
+    ap.add_argument("--budget", type=float, default=450.0,
+                    help="seconds for the whole check: the timed windows shrink to stay within it")
     args = ap.parse_args(argv)
 
     if args.device == "gpu":
@@ -287,19 +289,24 @@ def main(argv=None) -> int:
 
     if not args.skip_tests:
         print("gpu_check: device tests ...", flush=True)
-        report["tests"] = run_device_tests(args.device, seconds=240)
+        report["tests"] = run_device_tests(args.device, seconds=0.45 * args.budget)
     report["losses"] = {}
     for name in LOSS_WORKLOADS:
         print(f"gpu_check: losses {name} on {args.device} and cpu ...", flush=True)
         report["losses"][name] = compare_losses(name, args.device, str(data_dir), args.steps, args.eval_batches,
                                                 args.tiny)
     report["speed"] = {}
-    for name in only:
-        print(f"gpu_check: speed {name} ...", flush=True)
-        n = nnctl_speed(name, args.device, str(data_dir), args.warmup, args.seconds, args.eval_seconds, args.tiny)
+    for index, name in enumerate(only):
+        # what is left of the budget, shared by the runs still to come; ~30 s each to build and warm up
+        runs_left = (len(only) - index) * (1 if args.no_peers else 2)
+        share = (args.budget - (time.perf_counter() - started)) / runs_left - 30
+        scale = min(1.0, max(share, 2.0) / (args.seconds + args.eval_seconds))
+        seconds, eval_seconds = args.seconds * scale, args.eval_seconds * scale
+        print(f"gpu_check: speed {name} ({seconds:.0f} s + {eval_seconds:.0f} s each) ...", flush=True)
+        n = nnctl_speed(name, args.device, str(data_dir), args.warmup, seconds, eval_seconds, args.tiny)
         t = {"skipped": "--no-peers"} if args.no_peers else peer_speed(
-            name, n["config"], n["eval_batch_size"], data_dir, args.peer_device, args.warmup, args.seconds,
-            args.eval_seconds, timeout=args.seconds + args.eval_seconds + 120)
+            name, n["config"], n["eval_batch_size"], data_dir, args.peer_device, args.warmup, seconds,
+            eval_seconds, timeout=seconds + eval_seconds + 120)
         report["speed"][name] = {"unit": "images" if name == "cnn" else "tokens", "nnctl": n, "torch": t}
     report["seconds"] = round(time.perf_counter() - started, 1)
 

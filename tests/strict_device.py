@@ -285,17 +285,9 @@ class StrictGenerator:
     def __init__(self, bit_generator):
         self._gen = np.random.Generator(bit_generator)
 
-    def random(self, size=None, dtype=np.float64, out=None):
+    def random(self, size=None, dtype=np.float64, out=None):  # the one draw nnctl makes (dropout)
         StrictGenerator.draws += 1
         return wrap(self._gen.random(size, dtype=dtype))
-
-    def standard_normal(self, size=None, dtype=np.float64):
-        StrictGenerator.draws += 1
-        return wrap(self._gen.standard_normal(size, dtype=dtype))
-
-    def integers(self, low, high=None, size=None, dtype=np.int64, endpoint=False):
-        StrictGenerator.draws += 1
-        return wrap(self._gen.integers(low, high, size, dtype=dtype, endpoint=endpoint))
 
 
 def _random_module(allowed: set[str]) -> types.SimpleNamespace:

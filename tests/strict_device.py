@@ -267,14 +267,17 @@ class StrictUfunc:
         return wrap(self._ufunc(*unwrap(args, f"{self.__name__}()"), **unwrap(kwargs, f"{self.__name__}()")))
 
 
-def _to_device(a, dtype=None, copy=None, order="K", **kwargs):
-    """xp.asarray / xp.array: the one explicit host -> device door (CuPy takes NumPy arrays here)."""
-    if isinstance(a, StrictArray):
-        a = a._a
-    elif isinstance(a, np.ndarray):
-        HostTransfers.to_device += 1
-    array = np.array(a, dtype=dtype, order=order, copy=True if copy is None else copy, **kwargs)
-    return StrictArray(array)
+def _to_device(copy_default):
+    """xp.asarray (copy only if needed) / xp.array (copy): the explicit host -> device door,
+    as in CuPy, which takes NumPy arrays here. A host array is always copied (moved)."""
+    def to_device(a, dtype=None, copy=copy_default, order="K", **kwargs):
+        if isinstance(a, StrictArray):
+            array = np.array(a._a, dtype=dtype, order=order, copy=copy, **kwargs)
+            return a if array is a._a else StrictArray(array)
+        if isinstance(a, np.ndarray):
+            HostTransfers.to_device += 1
+        return StrictArray(np.array(a, dtype=dtype, order=order, copy=True, **kwargs))
+    return to_device
 
 
 class StrictGenerator:
@@ -322,8 +325,8 @@ def build_module() -> StrictModule:
         elif callable(value):
             value = _strict_function(value, name)
         setattr(module, name, value)
-    for name in ("asarray", "array", "asanyarray"):
-        setattr(module, name, _to_device)
+    module.asarray = module.asanyarray = _to_device(copy_default=None)
+    module.array = _to_device(copy_default=True)
     module.ndarray = StrictArray
     module.asnumpy = lambda a, stream=None: (a.get() if isinstance(a, StrictArray) else np.asarray(a))
     module.get_array_module = lambda *args: module if any(isinstance(a, StrictArray) for a in args) else np

@@ -302,7 +302,7 @@ def main(argv=None) -> int:
         share = (args.budget - (time.perf_counter() - started)) / runs_left - 30
         scale = min(1.0, max(share, 2.0) / (args.seconds + args.eval_seconds))
         seconds, eval_seconds = args.seconds * scale, args.eval_seconds * scale
-        print(f"gpu_check: speed {name} ({seconds:.0f} s + {eval_seconds:.0f} s each) ...", flush=True)
+        print(f"gpu_check: speed {name} ({seconds:.1f} s + {eval_seconds:.1f} s each) ...", flush=True)
         n = nnctl_speed(name, args.device, str(data_dir), args.warmup, seconds, eval_seconds, args.tiny)
         t = {"skipped": "--no-peers"} if args.no_peers else peer_speed(
             name, n["config"], n["eval_batch_size"], data_dir, args.peer_device, args.warmup, seconds,

@@ -61,12 +61,37 @@ def gpu_problem() -> str | None:
     try:
         count = _cupy.cuda.runtime.getDeviceCount()
     except Exception as error:  # no driver, or a driver older than CuPy's CUDA
-        return (f"device: gpu: CuPy is installed but no usable NVIDIA driver was found "
-                f"({type(error).__name__}: {str(error).splitlines()[0][:120]}); check nvidia-smi, and that the "
-                f"CuPy wheel matches the driver's CUDA: {GPU_INSTALL}; or set device: cpu")
+        why = f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"
+        return f"device: gpu: CuPy is installed but no usable NVIDIA driver was found ({why}); {driver_advice()}"
     if count == 0:
         return "device: gpu: CuPy is installed but it sees no GPU (CUDA_VISIBLE_DEVICES?); or set device: cpu"
     return None
+
+
+def driver_advice() -> str:
+    """What to do, from the CUDA the driver runs and the CUDA this CuPy was built for."""
+    def version(query) -> int:  # e.g. 12020 for CUDA 12.2; 0 when it cannot be read (no driver)
+        try:
+            return int(query())
+        except Exception:
+            return 0
+
+    driver = version(_cupy.cuda.runtime.driverGetVersion)
+    built = version(_cupy.cuda.runtime.runtimeGetVersion)
+    if not driver:
+        return "install the NVIDIA driver (nvidia-smi must list the GPU), or set device: cpu"
+
+    def name(v: int) -> str:
+        return f"{v // 1000}.{v % 1000 // 10}"
+
+    if driver // 1000 < 12:
+        return f"the driver runs CUDA up to {name(driver)} and CuPy needs 12 or newer: update the driver"
+    if built and built // 1000 > driver // 1000:
+        wheel = "pip install 'nnctl[gpu]' (cupy-cuda12x)" if driver // 1000 == 12 else GPU_INSTALL
+        return (f"this CuPy is built for CUDA {name(built)} but the driver runs CUDA up to {name(driver)}: "
+                f"uninstall it and {wheel}, or update the driver")
+    return (f"the driver (CUDA {name(driver)}) should run this CuPy (CUDA {name(built) if built else '?'}): check "
+            f"nvidia-smi, CUDA_VISIBLE_DEVICES and access to /dev/nvidia*; or set device: cpu")
 
 
 def gpu_available() -> bool:

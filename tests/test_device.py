@@ -322,17 +322,32 @@ def test_gpu_without_cupy_says_which_and_how_to_install(monkeypatch):
     assert "CuPy is not installed" in line and "nnctl[gpu]" in line and "nnctl[gpu-cuda13]" in line
     assert "\n" not in line
 
-    class NoDriver:  # CuPy imported, but the CUDA driver is missing or too old
+    class OldDriver:  # CuPy for CUDA 13 imported, but the driver runs CUDA 12.2 only
         class cuda:
             class runtime:
+                driver = 12020
+
                 @staticmethod
                 def getDeviceCount():
                     raise RuntimeError("cudaErrorInsufficientDriver: CUDA driver version is insufficient")
 
-    monkeypatch.setattr(backend, "_cupy", NoDriver)
+                @classmethod
+                def driverGetVersion(cls):
+                    return cls.driver
+
+                @staticmethod
+                def runtimeGetVersion():
+                    return 13000
+
+    monkeypatch.setattr(backend, "_cupy", OldDriver)
     line = backend.gpu_problem()
     assert "CuPy is installed but no usable NVIDIA driver" in line and "cudaErrorInsufficientDriver" in line
-    assert "nvidia-smi" in line and "\n" not in line
+    assert ("this CuPy is built for CUDA 13.0 but the driver runs CUDA up to 12.2: uninstall it and "
+            "pip install 'nnctl[gpu]' (cupy-cuda12x)") in line and "\n" not in line
+    OldDriver.cuda.runtime.driver = 0  # no driver at all
+    assert "install the NVIDIA driver (nvidia-smi must list the GPU)" in backend.gpu_problem()
+    OldDriver.cuda.runtime.driver = 13020  # versions that fit: something else is wrong
+    assert "the driver (CUDA 13.2) should run this CuPy (CUDA 13.0): check nvidia-smi" in backend.gpu_problem()
     cfg = resolve({"name": "t", "data": {"type": "toy_blobs"}, "model": {"type": "toy_softmax"},
                    "optimizer": {"type": "sgd"}, "device": "gpu"})
     with pytest.raises(ConfigError, match="no usable NVIDIA driver"):

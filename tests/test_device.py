@@ -1,4 +1,4 @@
-"""The GPU path on a device CI has: `device: strict` (tests/strict_device.py), CuPy's rules on NumPy.
+"""The GPU path, on a device every CI machine has: `device: strict` (tests/strict_device.py).
 
 Every GPU-capable tiny config trains on the device, evaluates, checkpoints and resumes,
 and equals the CPU run in float64; dropout masks are drawn on the device, from a stream

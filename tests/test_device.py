@@ -81,6 +81,17 @@ def gpu_cases() -> list:
     return cases
 
 
+def test_every_gpu_model_has_a_tiny_config_the_device_tests_train():
+    """A model nnctl registers as GPU-capable is trained on the device by the tests below only
+    through a configs/tiny_*.yaml; a new model without one would go untested there."""
+    covered = {yaml.safe_load(path.read_text())["model"]["type"] for path in CONFIGS.glob("tiny_*.yaml")}
+    for name in MODELS.names():
+        cls = MODELS.get(name)
+        if cls.__module__.startswith("nnctl.") and "gpu" in getattr(cls, "devices", ()):
+            assert name in covered, (f"model '{name}' runs on the GPU but no configs/tiny_*.yaml trains it; add "
+                                     f"a seconds-long one so tests/test_device.py trains it on the stand-in")
+
+
 def without_dropout(value):
     """The config with every `dropout:` set to 0, so CPU and device draw no masks at all."""
     if isinstance(value, dict):

@@ -73,17 +73,23 @@ class Totals:
     loss_sum: float = 0.0
     count: int = 0
     correct: int = 0
+    examples: int = 0  # LossOutput.examples summed: accuracy is over examples when > 0
+    correct_tokens: int = 0
 
     def add(self, out: LossOutput) -> None:
         self.loss_sum += float(out.loss_sum)
         self.count += int(out.count)
         self.correct += int(out.correct or 0)
+        self.examples += int(out.examples or 0)
+        self.correct_tokens += int(out.correct_tokens or 0)
 
     def summary(self, metric: str) -> dict[str, float]:
         loss = self.loss_sum / max(self.count, 1)
         out = {"loss": loss}
         if metric == "accuracy":
-            out["accuracy"] = self.correct / max(self.count, 1)
+            out["accuracy"] = self.correct / max(self.examples or self.count, 1)
+            if self.examples:  # whole examples right above; the share of items right here
+                out["token_accuracy"] = self.correct_tokens / max(self.count, 1)
         elif metric == "perplexity":
             out["perplexity"] = math.exp(min(loss, 700.0))  # exp(700) is near float64's limit
         return out
@@ -127,15 +133,19 @@ class Progress:
     epoch_loss_sum: float = 0.0  # the running train totals of the epoch in progress
     epoch_count: int = 0
     epoch_correct: int = 0
+    epoch_examples: int = 0
+    epoch_correct_tokens: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
 
     def epoch_totals(self) -> Totals:
-        return Totals(self.epoch_loss_sum, self.epoch_count, self.epoch_correct)
+        return Totals(self.epoch_loss_sum, self.epoch_count, self.epoch_correct, self.epoch_examples,
+                      self.epoch_correct_tokens)
 
     def keep_epoch_totals(self, totals: Totals) -> None:
         self.epoch_loss_sum, self.epoch_count, self.epoch_correct = totals.loss_sum, totals.count, totals.correct
+        self.epoch_examples, self.epoch_correct_tokens = totals.examples, totals.correct_tokens
 
 
 @dataclass
@@ -195,7 +205,8 @@ class Trainer:
         self.listener.on_eval_start(split, self.data.num_batches(split, batch_size))
         batches = (self.local(b) for b in self.data.batches(split, rng=None, batch_size=batch_size))
         totals = score(self.model, batches, on_batch=self.listener.on_eval_step)
-        totals = Totals(*self.comm.sum_totals(totals.loss_sum, totals.count, totals.correct))
+        summed = self.comm.sum_totals(totals.loss_sum, totals.count, totals.correct)
+        totals = Totals(*summed, totals.examples, totals.correct_tokens)  # (those two: one process only)
         return {**totals.summary(self.metric), "count": totals.count}
 
     # -- checkpoints -------------------------------------------------------------------

@@ -16,7 +16,7 @@ GRADIENT_TRAINED = [p for p in CONFIGS if yaml.safe_load(p.read_text())["model"]
 
 def test_every_model_type_is_covered():
     types = {yaml.safe_load(p.read_text())["model"]["type"] for p in GRADIENT_TRAINED}
-    assert types == {"mlp", "cnn", "lstm_lm", "cbow"}
+    assert types == {"mlp", "cnn", "lstm_lm", "cbow", "seq2seq"}
 
 
 @pytest.mark.parametrize("config", GRADIENT_TRAINED, ids=[p.stem for p in GRADIENT_TRAINED])

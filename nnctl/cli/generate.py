@@ -1,4 +1,4 @@
-"""`nnctl generate`: sample text from a trained language model."""
+"""`nnctl generate`: sample text from a trained language model, or answer a prompt with a seq2seq model."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from nnctl.cli.app import app, user_errors
 
 
 def load_language_model(run_or_checkpoint: Path):
-    """(model, vocab) of a run folder's best checkpoint or a .npz; an error if it is not an LM."""
+    """(model, vocab) of a run folder's best checkpoint or a .npz; an error if it is not an LM (or a seq2seq)."""
     from nnctl import checkpoint
     from nnctl.errors import CheckpointError
 
     ckpt = checkpoint.load(checkpoint.resolve_path(run_or_checkpoint))
     model_type = ckpt.meta.get("model_type", ckpt.meta.get("config", {}).get("model", {}).get("type"))
     model = checkpoint.build_model(ckpt)
-    if not hasattr(model, "logits") or ckpt.vocab is None:
+    if not (hasattr(model, "logits") or hasattr(model, "translate")) or ckpt.vocab is None:
         raise CheckpointError(f"{run_or_checkpoint}: model '{model_type}' is not a language model; "
                               "generate needs a run of a language model such as lstm_lm")
     return model, ckpt.vocab
@@ -36,11 +36,18 @@ def generate(
                                           help="Sample only from the likeliest words whose mass reaches p."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Random seed: the same seed gives the same text."),
     num_samples: int = typer.Option(1, "--num-samples", "-s", min=1, max=10_000, help="How many texts to draw."),
+    show_attention: bool = typer.Option(False, "--show-attention",
+                                        help="seq2seq with attention: print the attention weights of the prompt."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="With --show-attention: also draw the weights to this image (.png)."),
 ):
     """Continue a prompt with a trained language model; `<eos>` prints as a line break.
 
     Example: `nnctl generate runs/lstm_ptb_small/20261130-101500 --prompt "the stock market"
     --length 50 --temperature 0.8 --top-k 40 --seed 1 --num-samples 3`
+
+    A seq2seq run answers the prompt instead (greedy): `nnctl generate runs/seq2seq_addition/<time>
+    --prompt "16+75"`; with attention, `--show-attention -o attn.png` shows where it looked.
     """
     from nnctl import generate as gen
     from nnctl.console import console, print_error
@@ -48,6 +55,13 @@ def generate(
 
     with user_errors():
         model, vocab = load_language_model(run_or_checkpoint)
+        if hasattr(model, "translate"):
+            from nnctl.cli.seq2seq import print_answer
+
+            return print_answer(model, vocab, prompt, show_attention, output)
+        if show_attention or output is not None:
+            raise ConfigError("--show-attention and --output are for a seq2seq run with attention; "
+                              "this run is a language model")
         try:
             samples = gen.generate(model, vocab, prompt, length=length, temperature=temperature, top_k=top_k,
                                    top_p=top_p, seed=seed, num_samples=num_samples)

@@ -80,7 +80,8 @@ class GRU(Layer):
         self.cache = (x2d, h0, G, HN, Y)
         return from_time_major(Y), h.copy()
 
-    def backward(self, dy):
+    def backward(self, dy, dstate=None):
+        """dy: (N, T, H); dstate: the gradient of the returned h_T, or None (zero)."""
         x2d, h0, G, HN, Y = self.cache
         xp = get_xp(dy)
         T, N, H = Y.shape
@@ -97,6 +98,8 @@ class GRU(Layer):
         dA = xp.empty((T, N, 3, H), dtype=G.dtype)  # the input side's [da_r, da_z, da_n]
         dR = xp.empty((T, N, 3 * H), dtype=G.dtype)  # the recurrent side's [da_r, da_z, d(hn)]
         dh_next = xp.zeros((N, H), dtype=dy.dtype)  # d loss / d h_t through step t+1
+        if dstate is not None:  # h_T was used after the window
+            dh_next = dh_next + dstate
         Wh = self.Wh.data
         for t in range(T - 1, -1, -1):
             dh = dy[t] + dh_next

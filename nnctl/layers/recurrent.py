@@ -17,8 +17,10 @@ nnctl/layers/reference.py; the tests check that the two agree. The other recurre
 (nnctl/layers/rnn.py, gru.py) share the helpers defined here.
 
 Truncated BPTT: the state passed in is a constant. The gradient with respect to it is
-computed (it is one small product) and kept in `self.dstate` for tests, but never
-propagated into the previous window.
+computed (it is one small product) and kept in `self.dstate`, but never propagated into
+the previous window. A model that makes that state itself (seq2seq: the decoder starts
+from the encoder's last state) reads `dstate` and hands it to the encoder's backward as
+the gradient of its returned state, `backward(dy, dstate)`.
 """
 
 from __future__ import annotations
@@ -115,7 +117,8 @@ class LSTM(Layer):
         self.cache = (x2d, state, A, C, TC, Y)
         return from_time_major(Y), (h.copy(), c.copy())
 
-    def backward(self, dy):
+    def backward(self, dy, dstate=None):
+        """dy: (N, T, H); dstate: the gradient of the returned (h_T, c_T), or None (zero)."""
         x2d, state, A, C, TC, Y = self.cache
         xp = get_xp(dy)
         T, N, H = Y.shape
@@ -134,6 +137,8 @@ class LSTM(Layer):
         dA = xp.empty((T, N, 4, H), dtype=A.dtype)  # gate slots [i, f, o, g], as A's columns
         dh_next = xp.zeros((N, H), dtype=dy.dtype)  # d loss / d h_t through step t+1
         dc_next = xp.zeros_like(dh_next)  # d loss / d c_t through step t+1
+        if dstate is not None:  # h_T and c_T were used after the window
+            dh_next, dc_next = dh_next + dstate[0], dc_next + dstate[1]
         Wh = self.Wh.data
         for t in range(T - 1, -1, -1):
             dh = dy[t] + dh_next

@@ -64,13 +64,16 @@ class RNN(Layer):
         self.cache = (x2d, h0, Y)
         return from_time_major(Y), h.copy()
 
-    def backward(self, dy):
+    def backward(self, dy, dstate=None):
+        """dy: (N, T, H); dstate: the gradient of the returned h_T, or None (zero)."""
         x2d, h0, Y = self.cache
         xp = get_xp(dy)
         T, N, H = Y.shape
         dy = dy.transpose(1, 0, 2)  # (T, N, H)
         dA = 1 - Y * Y  # tanh'(a_t) for all steps; the loop multiplies in dh_t, making it d a_t
         dh_next = xp.zeros((N, H), dtype=dy.dtype)  # d loss / d h_t through step t+1
+        if dstate is not None:  # h_T was used after the window
+            dh_next = dh_next + dstate
         Wh = self.Wh.data
         for t in range(T - 1, -1, -1):
             da = dA[t]

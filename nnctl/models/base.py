@@ -31,6 +31,11 @@ class LossOutput:
     loss_sum: float  # sum of per-item losses (items: images, tokens, context windows)
     count: int  # how many items
     correct: int | None = None  # classifiers: how many items were predicted right
+    # When `correct` counts whole examples made of several items (seq2seq: answers right in
+    # every character, while the loss is per character): how many examples, and how many
+    # of the `count` items were right. Accuracy is then correct / examples.
+    examples: int | None = None
+    correct_tokens: int | None = None
 
 
 class Model(Layer):

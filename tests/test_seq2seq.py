@@ -90,7 +90,7 @@ def test_recurrent_backward_takes_the_gradient_of_the_returned_state(cell):
 
 
 # -- the model ---------------------------------------------------------------------------
-CASES = [("lstm", v) for v in VARIANTS] + [(c, v) for c in ("gru", "rnn") for v in (VARIANTS[0], VARIANTS[-1])]
+CASES = [("lstm", v) for v in VARIANTS] + [("lstm", {"attention": True, "peeky": True, "dropout": 0.3})] + [(c, v) for c in ("gru", "rnn") for v in (VARIANTS[0], VARIANTS[-1])]
 
 
 @pytest.mark.parametrize("cell, variant", CASES, ids=[f"{c}-{'-'.join(v) or 'plain'}" for c, v in CASES])

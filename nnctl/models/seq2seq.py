@@ -30,6 +30,7 @@ import numpy as np
 from nnctl.backend import get_xp
 from nnctl.data.seq2seq import EOS_ID, PAD_ID, START_ID
 from nnctl.layers.attention import DotAttention
+from nnctl.layers.dense import Dropout
 from nnctl.layers.embedding import Embedding, OutputProjection
 from nnctl.layers.gru import GRU
 from nnctl.layers.losses import SoftmaxCrossEntropy
@@ -57,6 +58,8 @@ class Seq2Seq(Model):
     cell: lstm, gru or rnn, for the encoder and the decoder alike.
     init_scale: embeddings and the output matrix start uniform in +-init_scale; the
     recurrent weights uniform in +-1/sqrt(H).
+    dropout: on the two embeddings' outputs and on the output projection's input (the
+    book uses none; 0 is the default).
     source_length, target_length: the widths the data set pads to (target_length counts
     <eos>); the longest prompt accepted and the most characters decoded.
     """
@@ -65,13 +68,15 @@ class Seq2Seq(Model):
 
     def __init__(self, embed_dim: int = 16, hidden_dim: int = 128, cell: Literal["lstm", "gru", "rnn"] = "lstm",
                  reverse_input: bool = False, peeky: bool = False, attention: bool = False,
-                 init_scale: float = 0.1, *, vocab_size: int, source_length: int, target_length: int,
+                 init_scale: float = 0.1, dropout: float = 0.0, *, vocab_size: int, source_length: int, target_length: int,
                  rng: np.random.Generator, dtype=np.float32):
         for name, value in (("embed_dim", embed_dim), ("hidden_dim", hidden_dim)):
             if value <= 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
         if init_scale <= 0:
             raise ValueError(f"init_scale must be > 0, got {init_scale}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {cell!r}")
         if vocab_size <= EOS_ID or source_length <= 0 or target_length <= 0:
@@ -88,18 +93,21 @@ class Seq2Seq(Model):
         self.out_dim = H * (1 + attention + peeky)  # [context | h_dec | h_enc]
         self.output = OutputProjection(self.out_dim, vocab_size, rng=rng, init_scale=init_scale, dtype=dtype)
         self.criterion = SoftmaxCrossEntropy(ignore_index=PAD_ID)
+        # after the encoder's embedding, the decoder's embedding, and before the output projection
+        self.dropouts = [Dropout(dropout, rng=np.random.default_rng(rng.integers(2**63)), dtype=dtype)
+                         for _ in range(3)]
 
     # -- the pieces ------------------------------------------------------------------
     def encode(self, source):
         """source (N, S) -> hs (N, S, H), final state, mask (N, S) (False on padding), in reading order."""
         ids = source[:, ::-1] if self.reverse_input else source
-        hs, state = self.encoder(self.encoder_embedding(ids))
+        hs, state = self.encoder(self.dropouts[0](self.encoder_embedding(ids)))
         return hs, state, ids != PAD_ID
 
     def decode(self, hs, mask, h_enc, inputs, state):
         """Decoder ids (N, T) from `state` -> output features (N, T, F) and the decoder's new state."""
         xp = get_xp(hs)
-        x = self.decoder_embedding(inputs)
+        x = self.dropouts[1](self.decoder_embedding(inputs))
         if self.peeky:
             x = self.with_peek(x, h_enc)
         hd, state = self.decoder(x, state)
@@ -107,7 +115,7 @@ class Seq2Seq(Model):
         feats.append(hd)
         if self.peeky:
             feats.append(xp.broadcast_to(h_enc[:, None, :], hd.shape))
-        return (xp.concatenate(feats, axis=-1) if len(feats) > 1 else hd), state
+        return self.dropouts[2](xp.concatenate(feats, axis=-1) if len(feats) > 1 else hd), state
 
     @staticmethod
     def with_peek(x, h_enc):
@@ -130,15 +138,18 @@ class Seq2Seq(Model):
             guess, _ = self.greedy(hs, enc_state, mask, labels.shape[1])
         scored = labels != PAD_ID
         hits = (guess == labels) & scored
-        exact = int((hits | ~scored).all(axis=1).sum())
-        out = LossOutput(self.criterion.loss_sum, self.criterion.count, exact,
-                         examples=int(labels.shape[0]), correct_tokens=int(hits.sum()))
+        # Both counts packed in one integer, exact * (M + 1) + right with right <= M, so that a
+        # device hands back one scalar for them, not two (nor an array).
+        M = labels.size
+        exact, right = divmod(int((hits | ~scored).all(axis=1).sum() * (M + 1) + hits.sum()), M + 1)
+        out = LossOutput(self.criterion.loss_sum, self.criterion.count, int(exact),
+                         examples=int(labels.shape[0]), correct_tokens=int(right))
         return out, None
 
     def backward(self) -> None:
         """Gradient of the mean character loss of the last `loss` call, added into every Param."""
         H, E = self.decoder.hidden_dim, self.decoder_embedding.W.shape[1]
-        dfeats = self.output.backward(self.criterion.backward(1.0))
+        dfeats = self.dropouts[2].backward(self.output.backward(self.criterion.backward(1.0)))
         dhd = dfeats[..., H: 2 * H] if self.attention else dfeats[..., :H]
         dhs = None
         if self.attention:
@@ -150,10 +161,10 @@ class Seq2Seq(Model):
             dh_enc = dfeats[..., -H:].sum(axis=1) + dx[..., E:].sum(axis=1)
             dstate = add_to_h(dstate, dh_enc)
             dx = dx[..., :E]
-        self.decoder_embedding.backward(dx)
+        self.decoder_embedding.backward(self.dropouts[1].backward(dx))
         if dhs is None:
             dhs = get_xp(dx).zeros(self.hs_shape, dtype=dx.dtype)  # only the final state was used
-        self.encoder_embedding.backward(self.encoder.backward(dhs, dstate))
+        self.encoder_embedding.backward(self.dropouts[0].backward(self.encoder.backward(dhs, dstate)))
 
     # -- evaluation and generation -------------------------------------------------------
     def greedy(self, hs, state, mask, steps: int):

@@ -41,11 +41,12 @@ class _Console(Console):
 
 def console() -> Console:
     # A fresh Console per use: it reads the terminal's width and NO_COLOR at that moment.
-    return _Console(highlight=False, markup=False, width=_width())
+    # soft_wrap: a line longer than the terminal is left whole (a printed command or path stays one line)
+    return _Console(highlight=False, markup=False, soft_wrap=True, width=_width())
 
 
 def error_console() -> Console:
-    return _Console(stderr=True, highlight=False, markup=False, width=_width())
+    return _Console(stderr=True, highlight=False, markup=False, soft_wrap=True, width=_width())
 
 
 def print_error(message: str, label: str = "error", style: str = "bold red") -> None:

@@ -57,7 +57,7 @@ def print_error(message: str, label: str = "error", style: str = "bold red") -> 
 def format_value(key: str, value: Any) -> str:
     if value is None:
         return "-"
-    if key == "accuracy":
+    if key in ("accuracy", "token_accuracy"):
         return f"{100 * value:.2f}%"
     if key in ("perplexity", "loss"):
         return f"{value:.4f}" if key == "loss" else f"{value:.2f}"
@@ -70,7 +70,7 @@ def format_value(key: str, value: Any) -> str:
 
 def describe_record(rec: dict[str, Any]) -> str:
     parts = [f"epoch {rec['epoch']}", f"step {rec['step']}", rec["split"]]
-    for key in ("loss", "perplexity", "accuracy"):
+    for key in ("loss", "perplexity", "accuracy", "token_accuracy"):
         if key in rec:
             parts.append(f"{key} {format_value(key, rec[key])}")
     if "throughput" in rec:

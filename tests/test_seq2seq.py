@@ -124,6 +124,24 @@ def test_greedy_decoding_of_a_batch_equals_decoding_each_example_alone(variant):
         assert np.all(weights[0][:, 2:] == 0) and np.allclose(weights.sum(-1)[ids != PAD_ID], 1)
 
 
+@pytest.mark.parametrize("variant", [VARIANTS[0], VARIANTS[-1]], ids=["plain", "all"])
+def test_greedy_decoding_agrees_with_teacher_forcing_on_its_own_answer(variant):
+    """The step-by-step decoder and the all-steps-at-once one are the same function."""
+    model = tiny_model(**variant)
+    for p in model.params():
+        p.data += np.random.default_rng(2).standard_normal(p.shape)
+    source = np.random.default_rng(3).integers(EOS_ID + 1, 9, size=(6, 5))
+    source[0, 2:] = PAD_ID
+    model.eval()
+    hs, state, mask = model.encode(source)
+    ids, _ = model.greedy(hs, state, mask, 4)
+    inputs = np.concatenate([np.full((6, 1), START_ID), ids[:, :-1]], axis=1)
+    feats, _ = model.decode(hs, mask, state[0], inputs, state)
+    forced = model.output(feats).argmax(-1)
+    decided = np.cumsum(ids == EOS_ID, axis=1) - (ids == EOS_ID) == 0  # up to and including <eos>
+    np.testing.assert_array_equal(forced[decided], ids[decided])
+
+
 def test_exact_match_counts_whole_answers_and_token_accuracy_characters():
     model = tiny_model()
     source = np.full((2, 5), EOS_ID + 1)

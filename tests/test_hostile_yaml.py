@@ -36,7 +36,8 @@ def deep(kind: str, depth: int) -> tuple[str, str]:
         value = "[" * depth + "]" * depth
     elif kind == "flow map":
         value = "{a: " * depth + "1" + "}" * depth
-    else:  # block mappings, one level per line
+    else:  # block mappings, one level per line (600 levels: the file stays under the 1 MiB limit)
+        depth = min(depth, 600)
         value = "\n" + "".join("  " * (i + 1) + "a:\n" for i in range(depth - 1)) + "  " * depth + "a: 1"
     return TOY_TEXT + f"train_extra: {value}\n", "levels"
 

@@ -92,7 +92,8 @@ def check_options(length: int, temperature: float, top_k: int | None, top_p: flo
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     if length * num_samples > MAX_WORDS:  # checked before the (num_samples, length) ids are allocated
-        raise ValueError(f"length x num_samples must be at most {MAX_WORDS:,} words, got {length * num_samples:,}")
+        raise ValueError(f"length {length:,} with num_samples {num_samples:,} asks for {length * num_samples:,} words, "
+                         f"more than the {MAX_WORDS:,} one call may draw; ask for fewer")
 
 
 def generate(model, vocab: Vocab, prompt: str = "", *, length: int = 50, temperature: float = 1.0,

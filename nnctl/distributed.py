@@ -157,6 +157,9 @@ def check_shardable(comm: SingleProcess, data, model, model_type: str) -> None:
     if size > 1 and not getattr(model, "trainable", True):
         raise ConfigError(f"model '{model_type}' is fitted in closed form, not by gradient steps; "
                           "run it without mpirun")
+    if size > 1 and getattr(model, "single_process", False):  # its totals have fields no allreduce sums
+        raise ConfigError(f"model '{model_type}' trains in one process only (its exact-match counts are not "
+                          "summed over processes); run it without mpirun")
 
 
 def training_arrays(model, optimizer=None) -> list:

@@ -327,3 +327,15 @@ def test_gradcheck_command_passes_for_each_documented_variant(config, sets):
     result = runner.invoke(app, ["gradcheck", str(CONFIGS / config), *args, "--max-elements", "30"])
     assert result.exit_code == 0, result.output
     assert "FAIL" not in result.output
+
+
+def test_several_processes_are_refused_in_one_line():
+    from nnctl.distributed import check_shardable
+    from nnctl.errors import ConfigError
+
+    class TwoRanks:
+        size = 2
+
+    data = Addition(num_examples=100, valid=10, test=10, batch_size=16)
+    with pytest.raises(ConfigError, match="trains in one process only"):
+        check_shardable(TwoRanks(), data, tiny_model(), "seq2seq")

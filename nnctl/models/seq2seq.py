@@ -65,6 +65,7 @@ class Seq2Seq(Model):
     """
 
     metric = "accuracy"  # exact match: whole answers right, over examples
+    single_process = True  # LossOutput.examples / correct_tokens are not summed over MPI ranks
 
     def __init__(self, embed_dim: int = 16, hidden_dim: int = 128, cell: Literal["lstm", "gru", "rnn"] = "lstm",
                  reverse_input: bool = False, peeky: bool = False, attention: bool = False,

@@ -114,7 +114,7 @@ class Result:
 
 def run_batch(cases: list[dict], timeout: float = 120) -> list[Result]:
     """Each case: {"args": [...], optional "cwd", "env", "umask", "fsize", "sigint_after", "closed_stdout"}."""
-    cases = [{**c, "args": [str(a) for a in c["args"]]} for c in cases]
+    cases = [{**c, "args": [str(a) for a in c["args"]], **({"cwd": str(c["cwd"])} if "cwd" in c else {})} for c in cases]
     child = subprocess.run([sys.executable, "-c", _DRIVER % {"tests": str(TESTS)}], input=json.dumps(cases),
                            capture_output=True, text=True, timeout=timeout,
                            env={**os.environ, "COLUMNS": os.environ.get("COLUMNS", "200")})

@@ -173,7 +173,7 @@ class RunDir:
             run.path = path
             _fsync_dir(base)
             return run
-        except BaseException:
+        except BaseException as error:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
             for folder in made:  # innermost first
@@ -181,6 +181,10 @@ class RunDir:
                     folder.rmdir()
                 except OSError:
                     break
+            if isinstance(error, OSError) and tmp is not None and str(tmp) in str(error.filename):
+                # name the run folder that was being made, not the hidden one it was made in
+                raise OSError(error.errno, error.strerror,
+                              str(error.filename).replace(str(tmp), str(base / stamp))) from None
             raise
 
     def remove(self) -> None:

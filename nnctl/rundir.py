@@ -212,8 +212,12 @@ class RunDir:
             raise NnctlError(f"{self.path}: {who} is training this run now; wait for it to end "
                              f"or stop it (Ctrl-C there{f', or kill {holder}' if holder.isdigit() else ''}), "
                              "then resume") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        except OSError as error:
+            os.close(fd)
+            raise OSError(error.errno, error.strerror, str(self.path / ".lock")) from None
         self._lock_fd = fd
 
     def unlock(self) -> None:

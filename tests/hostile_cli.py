@@ -47,7 +47,16 @@ cases = json.loads(sys.stdin.read())
 results = []
 real_stdout, real_stderr, real_cwd = sys.stdout, sys.stderr, os.getcwd()
 fsize = resource.getrlimit(resource.RLIMIT_FSIZE)
-signal.signal(signal.SIGALRM, lambda *a: os.kill(os.getpid(), signal.SIGINT))
+inside = [False]  # a timed Ctrl-C ("sigint_after") reaches only the command, never the driver
+
+
+def ctrl_c(signum, frame):
+    handler = signal.getsignal(signal.SIGINT)
+    if inside[0] and callable(handler):
+        handler(signal.SIGINT, frame)  # exactly what a SIGINT arriving now would run
+
+
+signal.signal(signal.SIGALRM, ctrl_c)
 for case in cases:
     out, err = io.StringIO(), io.StringIO()
     saved_env = dict(os.environ)
@@ -65,12 +74,14 @@ for case in cases:
     try:
         if "fsize" in case:
             resource.setrlimit(resource.RLIMIT_FSIZE, (case["fsize"], fsize[1]))
+        inside[0] = True
         if "sigint_after" in case:
             signal.setitimer(signal.ITIMER_REAL, case["sigint_after"])
         try:
             main()
             code = 0
         finally:
+            inside[0] = False
             signal.setitimer(signal.ITIMER_REAL, 0)
             resource.setrlimit(resource.RLIMIT_FSIZE, fsize)
     except SystemExit as stop:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hostile_cli import TOY, assert_one_error_line, few, only_run, run_batch, tree_digest, write_yaml
 from nnctl import checkpoint
 
-VALUES = st.sampled_from([None, "x", -1, 1.5, [], {}, True, 10**30, {"type": "mlp"}, [1, 2], "valid"])
+VALUES = [None, "x", -1, 1.5, [], {}, True, 10**30, {"type": "mlp"}, [1, 2], "valid"]
 
 
 def read(path):
@@ -71,8 +71,9 @@ def copy_run(run, target):
 
 
 @few(1)
-@given(edits=st.lists(st.tuples(st.integers(0, 10**6), VALUES), min_size=25, max_size=25))
-def test_an_edited_meta_is_caught(edits, trained, tmp_path_factory):
+@given(rand=st.randoms(use_true_random=True))
+def test_an_edited_meta_is_caught(rand, trained, tmp_path_factory):
+    edits = [(rand.randrange(10**6), rand.choice(VALUES)) for _ in range(25)]
     root, run = trained
     tmp = tmp_path_factory.mktemp("edits")
     arrays, meta = read(run / "checkpoints" / "last.npz")
@@ -81,6 +82,8 @@ def test_an_edited_meta_is_caught(edits, trained, tmp_path_factory):
     edits = [(("config", "data", "type"), "toy_blobs2"), (("progress", "epoch"), "1")] + \
             [(fields[i % len(fields)], value) for i, value in edits]
     for i, (field, value) in enumerate(edits):
+        if edited(meta, field, value) == meta:
+            continue  # the field already held that value: not an edit
         for fmt in (2, 1):
             folder = copy_run(run, tmp / f"{i}-{fmt}")
             changed = edited(meta, field, value)
@@ -96,13 +99,13 @@ def test_an_edited_meta_is_caught(edits, trained, tmp_path_factory):
         if fmt == 2:
             assert_one_error_line(result, 4, "checksum mismatch")
             assert tree_digest(folder) == before[folder], (field, str(result))
-        elif result.code != 0:  # format 1: an edit the schema refuses is exit 4 (or finished: 1)
+        elif result.code in (2, 4, 5):  # format 1: an edit the schema refuses changes nothing
             assert_one_error_line(result, result.code)
-            assert result.code in (1, 2, 4, 5), str(result)
             assert tree_digest(folder) == before[folder], (field, str(result))
-        else:
-            assert "Traceback" not in result.stderr, str(result)
-    assert len(planned) >= 100
+        else:  # format 1 cannot tell a valid edit: it trains (and may diverge: exit 1), never a traceback
+            assert result.code in (0, 1) and "Traceback" not in result.stderr, str(result)
+            assert result.code == 0 or len(result.stderr.strip().splitlines()) == 1, str(result)
+    assert len(planned) >= 80
 
 
 def test_the_test_split_pointed_at_another_file_is_caught(trained, tmp_path):

@@ -37,9 +37,13 @@ def overflowing_schedules(factor_exponent: int, epochs: int) -> list[str]:
 
 
 @few(1)
-@given(schedules=st.lists(st.tuples(st.integers(20, 300), st.integers(2, 200))
-                          .filter(lambda fe: fe[0] * (fe[1] - 1) > 320), min_size=10, max_size=10))
-def test_values_that_crash_later_are_refused_before_any_folder(schedules, finished, tmp_path_factory):
+@given(rand=st.randoms(use_true_random=True))
+def test_values_that_crash_later_are_refused_before_any_folder(rand, finished, tmp_path_factory):
+    schedules = []
+    while len(schedules) < 10:  # factor 10^e for `epochs` epochs: lr * factor ** (epochs - 1) overflows
+        exponent, epochs = rand.randint(20, 300), rand.randint(2, 200)
+        if exponent * (epochs - 1) > 320:
+            schedules.append((exponent, epochs))
     root, lm, run = finished
     toy = write_yaml(root / "toy.yaml", TOY)
     new_runs = tmp_path_factory.mktemp("none") / "runs"

@@ -77,13 +77,16 @@ def files(draw_dupes, draw_depths, draw_bombs, draw_loops):
 
 
 @few(1)
-@given(dupes=st.lists(st.tuples(st.sampled_from(SECTIONS), st.integers(0, 30)), min_size=8, max_size=8),
-       depths=st.lists(st.tuples(st.sampled_from(["flow list", "flow map", "block"]), st.integers(65, 3000)),
-                       min_size=8, max_size=8),
-       bombs=st.lists(st.tuples(st.integers(3, 12), st.integers(6, 12))
-                      .filter(lambda fl: fl[0] ** (fl[1] + 1) > 200_000), min_size=8, max_size=8),
-       loops=st.lists(st.integers(0, 20), min_size=4, max_size=4))
-def test_yaml_that_is_not_what_it_looks_like_is_one_line(dupes, depths, bombs, loops, tmp_path_factory):
+@given(rand=st.randoms(use_true_random=True))
+def test_yaml_that_is_not_what_it_looks_like_is_one_line(rand, tmp_path_factory):
+    dupes = [(rand.choice(SECTIONS), rand.randint(0, 30)) for _ in range(8)]
+    depths = [(rand.choice(["flow list", "flow map", "block"]), rand.randint(65, 3000)) for _ in range(8)]
+    bombs = []
+    while len(bombs) < 8:  # fanout ** (levels + 1) values once expanded
+        fanout, levels = rand.randint(3, 12), rand.randint(6, 12)
+        if fanout ** (levels + 1) > 200_000:
+            bombs.append((fanout, levels))
+    loops = [rand.randint(1, 20) for _ in range(4)]
     root = tmp_path_factory.mktemp("yaml")
     cases, expected = [], []
     for i, (text, what) in enumerate(files(dupes, depths, bombs, loops)):

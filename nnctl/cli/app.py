@@ -111,7 +111,7 @@ def run(args: list[str] | None = None) -> None:
     except click_errors.UsageError as error:
         _print_error(usage_line(error))
         code = 2
-    except typer.Abort:  # Ctrl-D / Ctrl-C at a prompt
+    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C before a command has started, or at a prompt
         code = 130
     except BrokenPipeError:
         _quiet_stdout()

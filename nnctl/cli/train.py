@@ -126,14 +126,16 @@ def train(
         else:
             if config is None:
                 fail("missing CONFIG: give an experiment file (e.g. configs/mlp_mnist.yaml) or --resume RUN_DIR", 2)
-            cfg, ckpt = config_mod.load(config, set_), None
+            cfg, ckpt, run = config_mod.load(config, set_), None, None
         exp = experiment.build(cfg, str(data_dir) if data_dir else None, vocab=ckpt.vocab if ckpt else None)
         distributed.check_shardable(comm, exp.data, exp.model, cfg["model"]["type"])
         status = {"state": "running", "nnctl_version": __version__, **({"processes": comm.size} if comm.size > 1 else {})}
         new_run = resume is None
 
+        started = False  # True once this process holds the run folder and writes to it
+
         def write_status(state: dict) -> None:
-            if run is not None:
+            if run is not None and started:
                 run.write_status(state)
 
         stop = {"signum": None, "trainer": None}
@@ -146,9 +148,20 @@ def train(
             else:  # second: stop at once; atomic writes leave no truncated file
                 raise KeyboardInterrupt
 
+        def close_listener() -> None:
+            if trainer is not None:
+                getattr(trainer.listener, "close", lambda: None)()
+
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         trainer = None
         try:
+            # Restored in memory first: a checkpoint that does not fit the model changes nothing on disk.
+            trainer = Trainer(exp.model, exp.data, exp.optimizer, exp.schedule, exp.train, cfg,
+                              exp.model_extras, run=None, listener=SilentListener(), comm=comm,
+                              device=cfg.get("device", "cpu"))
+            if ckpt is not None:
+                trainer.resume_from(ckpt)
+            distributed.prepare_ranks(comm, exp.model, exp.optimizer, cfg["seed"], trainer.progress.step)
             if not lead:
                 run = None
             elif new_run:
@@ -167,21 +180,20 @@ def train(
                 if set_:  # the run folder's config.yaml says what the run now does (e.g. more epochs)
                     atomic_write_text(run.config_path, f"# written by nnctl {__version__}, resumed with "
                                       f"--set {' --set '.join(set_)}\n" + config_mod.dump(cfg))
-            listener = make_listener(log=run.log, quiet=quiet) if lead else SilentListener()
-            trainer = Trainer(exp.model, exp.data, exp.optimizer, exp.schedule, exp.train, cfg,
-                              exp.model_extras, run=run, listener=listener, comm=comm,
-                              device=cfg.get("device", "cpu"))
-            if ckpt is not None:
-                trainer.resume_from(ckpt)
-            distributed.prepare_ranks(comm, exp.model, exp.optimizer, cfg["seed"], trainer.progress.step)
-            if not new_run:
-                write_status(status)
+            started = run is not None
+            if run is not None:
+                trainer.run = run
+                trainer.listener = make_listener(log=run.log, quiet=quiet)
+                if not new_run:
+                    run.truncate_metrics(trainer.progress.records)  # later records will be written again
+                    write_status(status)
             stop["trainer"] = trainer
             if stop["signum"] is not None:
                 trainer.request_stop(stop["signum"])
-            summary = trainer.fit()
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # NaN/inf: on_nonfinite says
+                summary = trainer.fit()
         except Interrupted as interrupted:
-            getattr(listener, "close", lambda: None)()
+            close_listener()
             try:
                 if interrupted.save_last:
                     trainer.save("last")
@@ -194,23 +206,20 @@ def train(
                                 f"resume with: {resume_command(run.path, data_dir, comm.size)}")
             raise typer.Exit(130 if interrupted.signum == signal.SIGINT else 143)
         except TrainingStopped as error:
-            getattr(listener, "close", lambda: None)()
+            close_listener()
             write_status({"state": "failed", "reason": str(error), "progress": trainer.progress.to_dict()})
             fail(str(error), 1)
         except KeyboardInterrupt:
-            if trainer is not None:
-                getattr(trainer.listener, "close", lambda: None)()
-            if new_run and run is not None and not run.checkpoint_path("last").is_file():
+            close_listener()
+            if new_run and started and not run.checkpoint_path("last").is_file():
                 run.remove()  # nothing was trained in it: no folder to resume or to list as unknown
-            elif trainer is not None:
+            elif started:
                 write_status({"state": "interrupted", "progress": trainer.progress.to_dict()})
             raise typer.Exit(130)
         except BaseException:
-            if trainer is not None:
-                getattr(trainer.listener, "close", lambda: None)()
+            close_listener()
+            if started:
                 write_status({"state": "failed", "progress": trainer.progress.to_dict()})
-            elif new_run and run is not None:
-                run.remove()
             raise
         finally:
             for s, handler in previous.items():

@@ -19,6 +19,7 @@ hidden folder, then renamed into place), and a process that trains it holds its 
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import secrets
@@ -65,25 +66,27 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     except FileNotFoundError:
         mode = None
     except OSError as error:
-        raise OSError(error.errno, error.strerror, str(path)) from None
+        raise _naming(error, path) from None
     if mode is not None and not stat.S_ISREG(mode):
         if stat.S_ISDIR(mode):
             raise OSError(errno.EISDIR, "is a folder; give a file name", str(path))
         if not (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
             raise OSError(errno.EINVAL, "is not a file, a character device or a pipe; give a file name",
                           str(path))
+        buffer = io.BytesIO()  # some writers seek (np.save), which a pipe cannot
+        write(buffer)
         try:
             with open(target, "wb") as handle:  # /dev/null, /dev/stdout, a FIFO: written in place
-                write(handle)
+                handle.write(buffer.getvalue())
         except OSError as error:
-            raise OSError(error.errno, error.strerror, str(path)) from None
+            raise _naming(error, path) from None
         return
     tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
     except OSError as error:
-        raise OSError(error.errno, error.strerror, str(path)) from None
+        raise _naming(error, path) from None
     try:
         if mode is not None:
             os.fchmod(fd, stat.S_IMODE(mode))
@@ -98,9 +101,14 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         except FileNotFoundError:
             pass
         if isinstance(error, OSError):
-            raise OSError(error.errno, error.strerror, str(path)) from None
+            raise _naming(error, path) from None
         raise
     _fsync_dir(target.parent)
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """The same error, naming the file the caller asked for (not a temporary one)."""
+    return OSError(error.errno, error.strerror or str(error), str(path))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

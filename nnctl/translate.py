@@ -41,10 +41,15 @@ def translate(model, vocab: Vocab, prompt: str) -> Translation:
     return Translation(prompt, "".join(outputs[:length]), outputs, attention)
 
 
+def shown(char: str) -> str:
+    return "␣" if char == " " else char
+
+
 def attention_rows(t: Translation) -> tuple[list[str], list[list[str]]]:
-    """(columns, rows) of the weights as percentages: a row per output character, a column per source one."""
-    columns = ["out"] + [repr(c)[1:-1] if c != " " else "␣" for c in t.prompt]
-    rows = [[out] + [f"{100 * w:.0f}" for w in weights] for out, weights in zip(t.outputs, t.attention)]
+    """(columns, rows) of the weights in percent: a row per source character, a column per output one
+    (the answer is the shorter side, so the table stays narrow)."""
+    columns = ["source"] + [shown(o) for o in t.outputs]
+    rows = [[shown(c)] + [f"{100 * w:.0f}" for w in weights] for c, weights in zip(t.prompt, t.attention.T)]
     return columns, rows
 
 
@@ -56,7 +61,7 @@ def plot_attention(t: Translation, path: Path, *, dpi: int = 100) -> None:
     fig = _figure(max(300, 40 * S + 140), max(220, 40 * T + 120), dpi)
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(t.attention, cmap="Greys", vmin=0.0, vmax=1.0, aspect="equal")
-    ax.set_xticks(range(S), [c if c != " " else "␣" for c in t.prompt])
+    ax.set_xticks(range(S), [shown(c) for c in t.prompt])
     ax.set_yticks(range(T), [o if o != EOS else "<eos>" for o in t.outputs])
     ax.set_xlabel("source")
     ax.set_ylabel("output")

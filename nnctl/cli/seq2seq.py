@@ -6,8 +6,11 @@ from pathlib import Path
 
 
 def print_answer(model, vocab, prompt: str, show_attention: bool, output: Path | None) -> None:
+    from rich import box
+    from rich.table import Table
+
     from nnctl import translate
-    from nnctl.console import console, print_table
+    from nnctl.console import console
     from nnctl.errors import ConfigError
 
     if output is not None and not show_attention:
@@ -19,7 +22,13 @@ def print_answer(model, vocab, prompt: str, show_attention: bool, output: Path |
     console().print(answer.answer, highlight=False, markup=False, soft_wrap=True)
     if show_attention:
         columns, rows = translate.attention_rows(answer)
-        print_table("attention (%): a row per output character, a column per source character", columns, rows)
+        table = Table(title="attention (%): a column per output character, a row per source character",
+                      box=box.SIMPLE_HEAD, padding=(0, 1))
+        for i, column in enumerate(columns):
+            table.add_column(column, justify="left" if i == 0 else "right", no_wrap=True)
+        for row in rows:
+            table.add_row(*row)
+        console().print(table)
         if output is not None:
             translate.plot_attention(answer, output)
             console().print(f"wrote {output}", highlight=False, markup=False, soft_wrap=True)

@@ -108,24 +108,21 @@ def test_an_edited_meta_is_caught(rand, trained, tmp_path_factory):
     assert len(planned) >= 80
 
 
-def test_the_test_split_pointed_at_another_file_is_caught(trained, tmp_path):
-    """The issue's example: meta edited so `eval --split test` would read the validation data."""
+def test_the_test_split_pointed_elsewhere_is_caught_and_format_1_still_works(trained, tmp_path):
+    """The issue's example (meta edited so `eval --split test` would read other data) is exit 4;
+    a checkpoint in format 1 evaluates and resumes, and is written back in the current format."""
     _, run = trained
-    folder = copy_run(run, tmp_path / "run")
-    arrays, meta = read(folder / "checkpoints" / "best.npz")
-    write(folder / "checkpoints" / "best.npz", arrays, edited(meta, ("config", "data", "size"), 7))
-    (result,) = run_batch([{"args": ["eval", folder, "--split", "test"]}])
-    assert_one_error_line(result, 4, "checksum mismatch", "meta record")
-
-
-def test_format_1_checkpoints_still_load_and_resume(trained, tmp_path):
-    _, run = trained
-    folder = copy_run(run, tmp_path / "old")
+    edited_run = copy_run(run, tmp_path / "run")
+    arrays, meta = read(edited_run / "checkpoints" / "best.npz")
+    write(edited_run / "checkpoints" / "best.npz", arrays, edited(meta, ("config", "data", "size"), 7))
+    old = copy_run(run, tmp_path / "old")
     for which in ("best", "last"):
-        arrays, meta = read(folder / "checkpoints" / f"{which}.npz")
-        write(folder / "checkpoints" / f"{which}.npz", arrays, as_format_1(meta, arrays))
-    evaluated, resumed = run_batch([{"args": ["eval", folder]},
-                                    {"args": ["train", "--resume", folder, "--set", "train.epochs=3", "-q"]}])
+        arrays, meta = read(old / "checkpoints" / f"{which}.npz")
+        write(old / "checkpoints" / f"{which}.npz", arrays, as_format_1(meta, arrays))
+    caught, evaluated, resumed = run_batch([
+        {"args": ["eval", edited_run, "--split", "test"]}, {"args": ["eval", old]},
+        {"args": ["train", "--resume", old, "--set", "train.epochs=3", "-q"]}])
+    assert_one_error_line(caught, 4, "checksum mismatch", "meta record")
     assert evaluated.code == 0 and "accuracy" in evaluated.stdout, str(evaluated)
     assert resumed.code == 0, str(resumed)
-    assert read(folder / "checkpoints" / "last.npz")[1]["format_version"] == checkpoint.FORMAT_VERSION
+    assert read(old / "checkpoints" / "last.npz")[1]["format_version"] == checkpoint.FORMAT_VERSION

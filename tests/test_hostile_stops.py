@@ -27,11 +27,11 @@ from hostile_cli import (TOY, assert_one_error_line, few, lm_config, nnctl_proce
 @few(1)
 @given(rand=st.randoms(use_true_random=True))
 def test_ctrl_c_at_any_instant_leaves_a_resumable_run_or_none(rand, tmp_path_factory):
-    delays = [rand.uniform(0.02, 0.7) for _ in range(14)]
+    delays = [rand.uniform(0.02, 0.5) for _ in range(7)]
     root = tmp_path_factory.mktemp("sigint")
-    config = write_yaml(root / "toy.yaml", {**TOY, "train": {"epochs": 25}})
+    config = write_yaml(root / "toy.yaml", {**TOY, "train": {"epochs": 15}})
     runs = root / "runs"
-    delays = delays + [0.05 * i for i in range(1, 13)]  # and a fixed spread over the whole run
+    delays = delays + [0.07 * i for i in range(1, 8)]  # and a fixed spread over the whole run
     results = run_batch([{"args": ["train", config, "--runs-dir", runs, "-q"], "sigint_after": d} for d in delays])
     for result in results:
         assert result.code in (130, 0), str(result)
@@ -50,7 +50,7 @@ def test_ctrl_c_at_any_instant_leaves_a_resumable_run_or_none(rand, tmp_path_fac
 
 def test_ctrl_c_during_the_final_test_is_honoured(tmp_path):
     cfg = lm_config(tmp_path)
-    cfg["data"].update(text_data(tmp_path / "data", repeat=4, test_repeat=1500))  # a long test split
+    cfg["data"].update(text_data(tmp_path / "data", repeat=4, test_repeat=900))  # a long test split
     config = write_yaml(tmp_path / "lm.yaml", cfg)
     process = nnctl_process(["train", config, "--runs-dir", tmp_path / "runs"])
     try:
@@ -76,7 +76,7 @@ def test_ctrl_c_during_the_final_test_is_honoured(tmp_path):
 
 def test_finished_and_early_stopped_runs_are_not_trained_again(tmp_path):
     cases, runs = [], {}
-    for patience in (1, 2, 3):  # lr so small that no epoch improves: early stopping ends each run
+    for patience in (1, 2):  # lr so small that no epoch improves: early stopping ends each run
         config = write_yaml(tmp_path / f"e{patience}.yaml", {
             **TOY, "name": f"early{patience}", "optimizer": {"type": "sgd", "lr": 1e-12},
             "train": {"epochs": 30, "early_stopping": patience}})
@@ -84,10 +84,10 @@ def test_finished_and_early_stopped_runs_are_not_trained_again(tmp_path):
     finished = write_yaml(tmp_path / "done.yaml", {**TOY, "name": "done"})
     cases.append({"args": ["train", finished, "--runs-dir", tmp_path / "runs", "-q"]})
     assert all(r.code == 0 for r in run_batch(cases))
-    for name in ("early1", "early2", "early3", "done"):
+    for name in ("early1", "early2", "done"):
         runs[name] = next((tmp_path / "runs" / name).iterdir())
     refused = []
-    for name in ("early1", "early2", "early3"):
+    for name in ("early1", "early2"):
         for extra in ([], ["--set", "train.epochs=50"], ["--set", "train.clip_grad_norm=1"],
                       ["--set", "train.early_stopping=1"]):
             refused.append((runs[name], "early stopping", ["train", "--resume", runs[name], *extra]))
@@ -102,7 +102,7 @@ def test_finished_and_early_stopped_runs_are_not_trained_again(tmp_path):
                               "--set", "train.epochs=4", "-q"]},
                     {"args": ["train", "--resume", runs["done"], "--set", "train.epochs=3", "-q"]}])
     assert all(r.code == 0 for r in on), [str(r) for r in on]
-    assert len(refused) == 16
+    assert len(refused) == 12
 
 
 def test_a_full_disk_while_the_run_folder_is_made_leaves_nothing(tmp_path):

@@ -280,10 +280,11 @@ def plot_grad_norms(norms: Sequence[GradNorms], labels: Sequence[str], path: Pat
         if run.clip is not None:
             ax.axhline(run.clip, color="red", linestyle="--", linewidth=1, label=f"clip_grad_norm {run.clip:g}")
         ax.set_yscale("log")
-        ax.set_title(f"{label}: gradient norms before clipping", fontsize=10)
+        ax.set_title(label, fontsize=9)
         ax.set_xlabel("step")
         ax.grid(True, alpha=0.3, which="both")
         ax.legend(fontsize=7, loc="best")
+    fig.suptitle("gradient norms before clipping", fontsize=10)
     fig.tight_layout()
     _save(fig, path, dpi)
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -41,3 +42,15 @@ def cli_subprocess(args: list[str], **popen_kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen_kwargs)
+
+
+SENTENCES = ["the cat sat on the mat", "a dog ran in the park", "the stock market fell today"]
+
+
+def write_sentence_corpus(root: Path, lines: dict[str, int], seed: int = 0) -> Path:
+    """train.txt / valid.txt / test.txt of `lines[split]` sentences drawn from three, for the tiny LM configs."""
+    rng = np.random.default_rng(seed)
+    for split, count in lines.items():
+        text = "\n".join(SENTENCES[i] for i in rng.integers(0, len(SENTENCES), count)) + "\n"
+        (root / f"{split}.txt").write_text(text, encoding="utf-8")
+    return root

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import write_sentence_corpus
 from nnctl.cli import app
 from nnctl.data.text import EOS, UNK, Vocab
 from nnctl.errors import VocabError
@@ -115,12 +116,7 @@ def invoke(*args):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """Train configs/tiny_lstm.yaml for its 2 epochs on a generated repetitive corpus."""
-    root = tmp_path_factory.mktemp("tiny_lm")
-    rng = np.random.default_rng(0)
-    sentences = ["the cat sat on the mat", "a dog ran in the park", "the stock market fell today"]
-    for split, lines in (("train", 300), ("valid", 40), ("test", 40)):
-        text = "\n".join(sentences[i] for i in rng.integers(0, 3, lines)) + "\n"
-        (root / f"{split}.txt").write_text(text, encoding="utf-8")
+    root = write_sentence_corpus(tmp_path_factory.mktemp("tiny_lm"), {"train": 300, "valid": 40, "test": 40})
     result = invoke("train", CONFIGS / "tiny_lstm.yaml", "--data-dir", root, "--runs-dir", root / "runs", "-q")
     assert result.exit_code == 0, result.output
     (run,) = (root / "runs" / "tiny_lstm").iterdir()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import write_sentence_corpus
 from nnctl.cli import app
 from nnctl.gradflow import gradient_flow, largest_singular_values
 from nnctl.layers.rnn import RNN
@@ -77,12 +78,7 @@ def test_largest_singular_values_by_gate():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gradflow_corpus")
-    rng = np.random.default_rng(0)
-    sentences = ["the cat sat on the mat", "a dog ran in the park", "the stock market fell today"]
-    for split, lines in (("train", 120), ("valid", 30), ("test", 20)):
-        (root / f"{split}.txt").write_text("\n".join(sentences[i] for i in rng.integers(0, 3, lines)) + "\n")
-    return root
+    return write_sentence_corpus(tmp_path_factory.mktemp("gradflow_corpus"), {"train": 120, "valid": 30, "test": 20})
 
 
 @pytest.fixture(scope="module")

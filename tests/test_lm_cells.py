@@ -11,6 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from nnctl import checkpoint
+from conftest import write_sentence_corpus
 from nnctl.cli import app
 from nnctl.errors import ConfigError
 from nnctl.models import MODELS
@@ -59,7 +60,7 @@ def test_an_unknown_cell_is_a_config_error_with_a_suggestion():
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_each_cell_learns_a_repetitive_corpus(cell):
-    """SGD on a cyclic 'sentence' stream: perplexity falls at least 3-fold."""
+    """SGD on a cyclic 'sentence' stream: perplexity falls at least 4-fold in 150 steps."""
     from nnctl.data.lm import batchify, windows
 
     stream = np.tile(np.array([0, 1, 2, 3, 4, 5, 1, 6, 2]), 60)
@@ -84,20 +85,15 @@ def test_each_cell_learns_a_repetitive_corpus(cell):
             _, state = model.loss((x, y), state)
             model.backward()
             for p in model.params():
-                p.data -= np.float32(1.0) * p.grad
+                p.data -= np.float32(2.0) * p.grad
     after = perplexity()
     assert before > 5
-    assert after < before / 3, (before, after)
+    assert after < before / 4, (before, after)
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cells_corpus")
-    rng = np.random.default_rng(0)
-    sentences = ["the cat sat on the mat", "a dog ran in the park", "the stock market fell today"]
-    for split, lines in (("train", 120), ("valid", 20), ("test", 20)):
-        (root / f"{split}.txt").write_text("\n".join(sentences[i] for i in rng.integers(0, 3, lines)) + "\n")
-    return root
+    return write_sentence_corpus(tmp_path_factory.mktemp("cells_corpus"), {"train": 120, "valid": 20, "test": 20})
 
 
 @pytest.mark.parametrize("cell", ["gru", "rnn"])

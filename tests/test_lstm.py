@@ -100,35 +100,6 @@ def test_lstm_backward_with_carried_state(N, T, D, H):
     check(LSTMFromState(lstm), normal((N, T, D), 2), h0, c0)
 
 
-def test_lstm_does_not_backprop_into_the_previous_window():
-    """Truncated BPTT: a window's gradient is the same whatever produced its incoming state."""
-    rng = np.random.default_rng(0)
-    lstm = LSTM(3, 4, rng=rng, dtype=F64)
-    state = second_window_state(lstm, 2, seed=0)
-    x, dy = normal((2, 5, 3), 1), normal((2, 5, 4), 2)
-    lstm.zero_grad()
-    lstm.forward(x, state)
-    dx = lstm.backward(dy)
-    grads = {n: p.grad.copy() for n, p in lstm.named_params().items()}
-    lstm.zero_grad()
-    lstm.forward(x, (state[0].copy(), state[1].copy()))  # same values, no history
-    np.testing.assert_array_equal(lstm.backward(dy), dx)
-    for name, p in lstm.named_params().items():
-        np.testing.assert_array_equal(p.grad, grads[name])
-
-
-def test_lstm_state_continues_the_sequence():
-    """Two windows with the state carried give the outputs of one long window."""
-    lstm = LSTM(3, 4, rng=np.random.default_rng(0), dtype=F64)
-    x = normal((2, 9, 3))
-    whole, (h, c) = lstm.forward(x)
-    first, state = lstm.forward(x[:, :4])
-    second, (h2, c2) = lstm.forward(x[:, 4:], state)
-    np.testing.assert_allclose(np.concatenate([first, second], axis=1), whole, rtol=1e-12)
-    np.testing.assert_allclose(h2, h, rtol=1e-12)
-    np.testing.assert_allclose(c2, c, rtol=1e-12)
-
-
 EMBED_CASES = [
     ("embedding_repeated_ids", lambda rng: Embedding(6, 3, rng=rng, dtype=F64), (np.array([[1, 4, 1], [0, 1, 5]]),)),
     ("output_projection", lambda rng: OutputProjection(3, 5, rng=rng, dtype=F64), (normal((2, 4, 3)),)),
@@ -339,36 +310,3 @@ def test_eval_loss_equals_training_loss_without_dropout():
     eval_out, _ = model.eval().loss((ids, ids))
     assert eval_out.count == train_out.count == 12
     assert eval_out.loss_sum == pytest.approx(train_out.loss_sum, rel=1e-12)
-
-
-def test_model_learns_a_repetitive_corpus():
-    """SGD on a cyclic 'sentence' stream: perplexity falls at least 4-fold in 150 steps."""
-    from nnctl.data.lm import batchify, windows
-
-    rng = np.random.default_rng(0)
-    stream = np.tile(np.array([0, 1, 2, 3, 4, 5, 1, 6, 2]), 60)
-    model = LSTMLanguageModel(embed_dim=16, hidden_dim=16, num_layers=1, dropout=0.0, tie_weights=True,
-                              vocab_size=7, rng=rng, dtype=np.float32)
-
-    def perplexity():
-        model.eval()
-        total = count = 0
-        state = None
-        for x, y in windows(batchify(stream, 4), 9):
-            out, state = model.loss((x, y), state)
-            total, count = total + out.loss_sum, count + out.count
-        model.train()
-        return float(np.exp(total / count))
-
-    before = perplexity()
-    for _ in range(10):
-        state = None
-        for x, y in windows(batchify(stream, 4), 9):
-            model.zero_grad()
-            _, state = model.loss((x, y), state)
-            model.backward()
-            for p in model.params():
-                p.data -= np.float32(2.0) * p.grad
-    after = perplexity()
-    assert before > 5
-    assert after < before / 4, (before, after)

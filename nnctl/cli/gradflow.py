@@ -5,39 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 
 from nnctl.cli.app import app, user_errors
 from nnctl.cli.train import DATA_DIR_HELP, SET_HELP
-
-NOT_RECURRENT = "gradflow needs a recurrent language model (lstm_lm, with cell lstm, gru or rnn)"
-
-
-def _open_source(source: Path, overrides: list[str], data_dir: str | None):
-    """(label, float64 model, data): a config builds its model untrained, a run or .npz loads it trained."""
-    from nnctl import checkpoint, config, experiment
-    from nnctl.errors import CheckpointError, ConfigError
-    from nnctl.models import MODELS
-    from nnctl.runs import resolve_run
-
-    if source.suffix in (".yaml", ".yml"):
-        cfg = config.load(source, overrides)
-        if not hasattr(MODELS.get(cfg["model"]["type"], "model.type"), "cells"):
-            raise ConfigError(f"{source}: model '{cfg['model']['type']}' is not recurrent; {NOT_RECURRENT}")
-        data = experiment.build_data(cfg, data_dir)
-        extras = {**data.extras(), "vocab": data.vocab}
-        model = experiment.build_model(cfg, extras, dtype=np.float64)
-        return f"{cfg['name']} {model.cell} (untrained)", model, data
-    ckpt = checkpoint.load(checkpoint.resolve_path(resolve_run(source) if source.is_dir() else source))
-    model = checkpoint.build_model(ckpt, dtype=np.float64)
-    if not hasattr(model, "cells"):
-        raise CheckpointError(f"{source}: model '{ckpt.meta.get('model_type')}' is not recurrent; {NOT_RECURRENT}")
-    data = experiment.build_data(ckpt.meta["config"], data_dir, vocab=ckpt.vocab)
-    epoch = (ckpt.meta.get("progress") or {}).get("epoch")
-    return f"{ckpt.meta['config'].get('name', source.name)} {model.cell} (trained{f', {epoch} epochs' if epoch else ''})", \
-        model, data
-
 
 @app.command()
 def gradflow(
@@ -62,12 +33,12 @@ def gradflow(
     """
     from nnctl import plot as plot_mod
     from nnctl.console import console
-    from nnctl.gradflow import first_window, gradient_flow
+    from nnctl.gradflow import first_window, gradient_flow, open_source
 
     with user_errors():
         flows, labels = [], []
         for source in sources:
-            label, model, data = _open_source(source, set_, str(data_dir) if data_dir else None)
+            label, model, data = open_source(source, set_, str(data_dir) if data_dir else None)
             flows.append(gradient_flow(model, first_window(data, split, steps)))
             labels.append(label)
         _print_flows(flows, labels)
@@ -77,6 +48,8 @@ def gradflow(
 
 
 def _print_flows(flows, labels) -> None:
+    import numpy as np
+
     """A column of ||dL_T/dh_t|| per model and layer, then one summary row per layer."""
     from rich.table import Table
     from rich.text import Text

@@ -203,3 +203,12 @@ def cbow_config(folder: Path, name: str = "w2v") -> dict:
 def only_run(runs_dir: Path) -> Path:
     (run,) = [p for p in Path(runs_dir).glob("*/*") if p.is_dir()]
     return run
+
+
+def train_runs(root: Path, *kinds: str) -> list[Path]:
+    """Train tiny runs of `kinds` ("w2v", "toy", "lm") in one child process; their run folders, in order."""
+    configs = {"w2v": lambda: cbow_config(root), "toy": lambda: TOY, "lm": lambda: lm_config(root)}
+    results = run_batch([{"args": ["train", write_yaml(root / f"{kind}.yaml", configs[kind]()), "--runs-dir",
+                                   root / f"{kind}-runs", "-q"]} for kind in kinds])
+    assert all(r.code == 0 for r in results), [str(r) for r in results]
+    return [only_run(root / f"{kind}-runs") for kind in kinds]

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hostile_cli import TOY, assert_one_error_line, cbow_config, few, lm_config, run_batch, write_yaml
+from hostile_cli import TOY, assert_one_error_line, few, run_batch, train_runs, write_yaml
 
 MARKUP = st.text(alphabet="[]/=#abx:", min_size=1, max_size=12).filter(lambda s: "[" in s)
 FIXED = ["[/x]", "[bold]", "lstm[v2]", "[/]", "[red]x[/red]", "[link=x]y", "a[b]c", "[[x]]"]
@@ -23,12 +23,7 @@ FIXED = ["[/x]", "[bold]", "lstm[v2]", "[/]", "[red]x[/red]", "[link=x]y", "a[b]
 def runs(tmp_path_factory):
     """A word-vector run and a language-model run, trained once for the module."""
     root = tmp_path_factory.mktemp("markup")
-    results = run_batch([{"args": ["train", write_yaml(root / "w2v.yaml", cbow_config(root)), "--runs-dir",
-                                   root / "runs", "-q"]},
-                         {"args": ["train", write_yaml(root / "lm.yaml", lm_config(root)), "--runs-dir",
-                                   root / "runs", "-q"]}])
-    assert all(r.code == 0 for r in results), [str(r) for r in results]
-    return root, next((root / "runs" / "w2v").iterdir()), next((root / "runs" / "lm").iterdir())
+    return root, *train_runs(root, "w2v", "lm")
 
 
 def cases_for(text: str, root, w2v, lm) -> list[tuple[dict, int, str]]:

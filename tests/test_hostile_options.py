@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hostile_cli import TOY, assert_one_error_line, cbow_config, few, lm_config, only_run, run_batch, write_yaml
+from hostile_cli import assert_one_error_line, few, run_batch, train_runs
 
 WIDTHS = ["0", "1", "-3", "abc", "", "200"]
 
@@ -24,13 +24,7 @@ WIDTHS = ["0", "1", "-3", "abc", "", "200"]
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("options")
-    results = run_batch([{"args": ["train", write_yaml(root / "w2v.yaml", cbow_config(root)), "--runs-dir",
-                                   root / "w2v", "-q"]},
-                         {"args": ["train", write_yaml(root / "toy.yaml", TOY), "--runs-dir", root / "toy", "-q"]},
-                         {"args": ["train", write_yaml(root / "lm.yaml", lm_config(root)), "--runs-dir", root / "lm",
-                                   "-q"]}])
-    assert all(r.code == 0 for r in results), [str(r) for r in results]
-    return root, only_run(root / "w2v"), only_run(root / "toy"), only_run(root / "lm")
+    return root, *train_runs(root, "w2v", "toy", "lm")
 
 
 def bad_option_cases(rand, root, w2v, toy):

@@ -16,17 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from hostile_cli import TOY, assert_one_error_line, cbow_config, only_run, run_batch, write_yaml
+from hostile_cli import assert_one_error_line, run_batch, train_runs
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("outputs")
-    results = run_batch([{"args": ["train", write_yaml(root / "w2v.yaml", cbow_config(root)), "--runs-dir",
-                                   root / "w2v", "-q"]},
-                         {"args": ["train", write_yaml(root / "toy.yaml", TOY), "--runs-dir", root / "toy", "-q"]}])
-    assert all(r.code == 0 for r in results), [str(r) for r in results]
-    return only_run(root / "w2v"), only_run(root / "toy")
+    return tuple(train_runs(root, "w2v", "toy"))
 
 
 def commands(w2v, toy, target):

@@ -17,19 +17,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hostile_cli import (TOY, assert_one_error_line, cbow_config, few, lm_config, only_run, run_batch,
-                         write_yaml)
+from hostile_cli import assert_one_error_line, cbow_config, few, lm_config, run_batch, train_runs, write_yaml
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("sizes")
-    results = run_batch([{"args": ["train", write_yaml(root / "w2v.yaml", cbow_config(root)), "--runs-dir",
-                                   root / "w2v-runs", "-q"]},
-                         {"args": ["train", write_yaml(root / "lm.yaml", lm_config(root)), "--runs-dir",
-                                   root / "lm-runs", "-q"]}])
-    assert all(r.code == 0 for r in results), [str(r) for r in results]
-    return root, only_run(root / "w2v-runs"), only_run(root / "lm-runs")
+    return root, *train_runs(root, "w2v", "lm")
 
 
 def forge(source, target, member: str, shape: tuple, dtype: str = "<f4") -> None:

@@ -228,3 +228,11 @@ def test_the_cell_workloads_pass_their_cell_to_the_peer(tmp_path):
         assert cfg["model"]["cell"] == cell
         options = run.lm_options({"config": cfg, "eval_batch_size": 10}, tmp_path)
         assert options[options.index("--cell") + 1] == cell
+
+
+def test_lr_trials_refuses_fewer_steps_than_its_means_need(capsys):
+    import lr_trials
+
+    with pytest.raises(SystemExit) as stop:
+        lr_trials.main(["configs/tiny_lstm.yaml", "--lr", "1", "--steps", "10"])
+    assert stop.value.code == 2 and "--steps must be at least 50" in capsys.readouterr().err

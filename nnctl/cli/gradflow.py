@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from nnctl.cli.app import app, user_errors
-from nnctl.cli.train import DATA_DIR_HELP, SET_HELP
+from nnctl.cli.options import DATA_DIR_HELP, SET_HELP
 
 @app.command()
 def gradflow(

@@ -1,4 +1,4 @@
-"""`nnctl train`, `eval`, `gradcheck`, `config show` and `runs`."""
+"""`nnctl train`."""
 
 from __future__ import annotations
 
@@ -12,12 +12,8 @@ import typer
 
 from nnctl import __version__
 from nnctl.cli.app import app, fail, user_errors
+from nnctl.cli.options import DATA_DIR_HELP, SET_HELP
 
-config_app = typer.Typer(help="Inspect experiment files.", no_args_is_help=True)
-app.add_typer(config_app, name="config")
-
-SET_HELP = "Override a config key, e.g. `--set optimizer.lr=0.01` (repeatable; the value is parsed as YAML)."
-DATA_DIR_HELP = "Folder holding the data sets (default: $NNCTL_DATA, else ~/.cache/nnctl)."
 
 
 RESUME_HINT = ("the run cannot continue from it; start it again with `nnctl train {config}` "
@@ -229,132 +225,3 @@ def train(
         write_status({"state": "finished", "summary": summary, "nnctl_version": __version__})
         if run is not None:
             run.unlock()
-
-
-@app.command("eval")
-def eval_(
-    run_or_checkpoint: Path = typer.Argument(..., help="A run folder (uses checkpoints/best.npz) or a .npz file."),
-    split: Optional[str] = typer.Option(None, "--split", help="Which split to score: train, valid or test "
-                                        "(default test; not for word vectors, which are scored on files)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Evaluation batch size."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
-    analogies: list[Path] = typer.Option([], "--analogies", help="Word vectors: analogy file(s), questions-words.txt format."),
-    similarity: list[Path] = typer.Option([], "--similarity", help="Word vectors: word-pair similarity file(s)."),
-):
-    """Score a trained model on a split: loss and accuracy or perplexity (word vectors: analogy and similarity).
-
-    Example: `nnctl eval runs/lstm_ptb_small/20261130-101500 --split test`
-    """
-    from nnctl import checkpoint, experiment
-    from nnctl.console import format_value, print_table
-    from nnctl.trainer import score
-
-    with user_errors():
-        ckpt = checkpoint.load(checkpoint.resolve_path(run_or_checkpoint))
-        model = checkpoint.build_model(ckpt)
-        if hasattr(model, "word_vectors"):
-            from nnctl.cli.wordvec import eval_word_vectors
-
-            if split is not None:
-                fail(f"--split {split}: a word-vector run is scored on analogy and similarity files, not on a "
-                     "split; leave out --split (give files with --analogies / --similarity)", 2)
-
-            eval_word_vectors(model, ckpt.vocab, analogies, similarity, str(data_dir) if data_dir else None)
-            return
-        split = split or "test"
-        cfg = ckpt.meta.get("config", {})
-        if "data" not in cfg or "train" not in cfg:
-            from nnctl.errors import CheckpointError
-
-            raise CheckpointError(f"{ckpt.path}: its meta record has no data or train config, so there is "
-                                  "nothing to score it on; it was not written by nnctl train")
-        data = experiment.build_data(cfg, str(data_dir) if data_dir else None, vocab=ckpt.vocab)
-        if split not in data.splits:
-            fail(f"--split {split}: this data set has the splits {', '.join(data.splits)}", 2)
-        totals = score(model, data.batches(split, rng=None,
-                                           batch_size=batch_size or cfg["train"].get("eval_batch_size")))
-        values = totals.summary(model.metric)
-        rows = [[k, format_value(k, v)] for k, v in values.items()] + [[data.unit, f"{totals.count:,}"]]
-        print_table(f"{ckpt.path} on {split}", ["metric", "value"], rows)
-
-
-@app.command()
-def gradcheck(
-    config: Path = typer.Argument(..., help="Experiment YAML file whose model is checked."),
-    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
-    max_elements: int = typer.Option(200, "--max-elements", help="Elements checked per parameter (random sample)."),
-):
-    """Check the configured model's gradients against central differences, in float64 at a small size.
-
-    Prints each parameter's largest relative error and exits non-zero if any exceeds 1e-6.
-
-    Example: `nnctl gradcheck configs/cnn_fashion_mnist.yaml`
-    """
-    from nnctl import config as config_mod
-    from nnctl import experiment
-    from nnctl.console import console
-    from nnctl.gradcheck import check_model
-    from nnctl.models import MODELS
-    from rich.table import Table
-    from rich.text import Text
-
-    with user_errors():
-        cfg = config_mod.load(config, set_)
-        cls = MODELS.get(cfg["model"]["type"], "model.type")
-        try:
-            small_model_cfg, extras, batch = cls.gradcheck_case(cfg["model"], np.random.default_rng(cfg["seed"]))
-        except NotImplementedError as error:
-            fail(str(error), 1)
-        small = {**cfg, "model": small_model_cfg}
-        model = experiment.build_model(small, extras, dtype=np.float64)
-        report = check_model(model, batch, max_elements=max_elements)
-        table = Table(title=f"gradient check: model '{cfg['model']['type']}' (float64, small size)")
-        for column in ("parameter", "shape", "max rel. error", "result"):
-            table.add_column(column)
-        for r in report.results:
-            ok = r.max_rel_error < 1e-6
-            table.add_row(r.name, str(r.shape), f"{r.max_rel_error:.2e}",
-                          Text("pass", style="green") if ok else Text("FAIL", style="red"))
-        console().print(table)
-        if report.max_rel_error >= 1e-6:
-            fail(f"gradient check failed: {report.worst()}", 1)
-
-
-@config_app.command("show")
-def config_show(
-    config: Path = typer.Argument(..., help="Experiment YAML file."),
-    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
-):
-    """Print the resolved experiment: every default filled in, overrides applied.
-
-    Example: `nnctl config show configs/lstm_ptb.yaml --set model.dropout=0.3`
-    """
-    from nnctl import config as config_mod
-
-    with user_errors():
-        print(config_mod.dump(config_mod.load(config, set_)), end="")
-
-
-@app.command()
-def runs(
-    runs_dir: Path = typer.Argument(Path("runs"), help="Folder of runs (default: runs/)."),
-):
-    """List the runs under a folder: model, data, epochs, best validation and test metric, wall time, state.
-
-    Example: `nnctl runs runs/`
-    """
-    from nnctl.console import format_value, print_table
-    from nnctl.runs import find_runs, summarise_run
-
-    with user_errors():
-        if not runs_dir.is_dir():
-            fail(f"{runs_dir}: no such folder; runs are created by `nnctl train` under runs/", 2)
-        rows = []
-        for path in find_runs(runs_dir):
-            run = summarise_run(path)
-            rows.append([str(run.path.relative_to(runs_dir)), run.model_type, run.data_type, run.epochs,
-                         format_value(run.metric, run.best_valid), format_value(run.metric, run.test),
-                         f"{run.elapsed:.0f}s", run.state])
-        if not rows:
-            fail(f"{runs_dir}: no runs found (no */config.yaml below it)", 1)
-        print_table(None, ["run", "model", "data", "epochs", "best valid", "test", "wall time", "state"], rows)

@@ -1,0 +1,34 @@
+"""`nnctl runs`: the table of runs under a folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from nnctl.cli.app import app, fail, user_errors
+
+
+@app.command()
+def runs(
+    runs_dir: Path = typer.Argument(Path("runs"), help="Folder of runs (default: runs/)."),
+):
+    """List the runs under a folder: model, data, epochs, best validation and test metric, wall time, state.
+
+    Example: `nnctl runs runs/`
+    """
+    from nnctl.console import format_value, print_table
+    from nnctl.runs import find_runs, summarise_run
+
+    with user_errors():
+        if not runs_dir.is_dir():
+            fail(f"{runs_dir}: no such folder; runs are created by `nnctl train` under runs/", 2)
+        rows = []
+        for path in find_runs(runs_dir):
+            run = summarise_run(path)
+            rows.append([str(run.path.relative_to(runs_dir)), run.model_type, run.data_type, run.epochs,
+                         format_value(run.metric, run.best_valid), format_value(run.metric, run.test),
+                         f"{run.elapsed:.0f}s", run.state])
+        if not rows:
+            fail(f"{runs_dir}: no runs found (no */config.yaml below it)", 1)
+        print_table(None, ["run", "model", "data", "epochs", "best valid", "test", "wall time", "state"], rows)

@@ -99,6 +99,7 @@ class PlainListener:
     def on_fit_start(self, info):
         self.unit = info["unit"]
         self.metric = info.get("metric", self.metric)
+        self.log_every = info.get("log_every", self.log_every)  # train.log_every
         where = f" -> {info['run']}" if info.get("run") else ""
         self.emit(f"training {info['params']:,} parameters for {info['epochs']} epochs "
                   f"({info['steps_per_epoch']} steps each){where}")

@@ -320,7 +320,7 @@ class Trainer:
         self.listener.on_fit_start({"epochs": cfg.epochs, "steps_per_epoch": steps_per_epoch,
                                     "unit": self.data.unit, "run": str(self.run.path) if self.run else None,
                                     "params": self.model.num_params(), "start_epoch": p.epoch,
-                                    "metric": self.metric})
+                                    "metric": self.metric, "log_every": cfg.log_every})
         if not getattr(self.model, "trainable", True):
             return self._fit_closed_form()
 

@@ -33,7 +33,7 @@ from nnctl import __version__
 from nnctl.backend import as_numpy, get_xp
 from nnctl.data.text import Vocab
 from nnctl.errors import CheckpointError
-from nnctl.rundir import atomic_write
+from nnctl.safe_files import atomic_write
 
 FORMAT_VERSION = 2  # 2: the checksum covers the meta record too
 READABLE_VERSIONS = (1, 2)  # 1: the checksum covers the arrays only

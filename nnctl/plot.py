@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from nnctl.errors import NnctlError, VocabError
-from nnctl.rundir import atomic_write_bytes
+from nnctl.safe_files import atomic_write_bytes
 from nnctl.runs import RunSummary
 
 INSTALL_HINT = 'pip install "nnctl[plot]"'

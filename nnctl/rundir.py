@@ -1,4 +1,4 @@
-"""Run directories and crash-safe writes.
+"""Run directories.
 
     runs/<name>/<YYYYmmdd-HHMMSS>/
         config.yaml        the resolved experiment (defaults filled in, overrides applied)
@@ -8,9 +8,8 @@
         status.json        running / finished / interrupted / failed, and the final figures
         checkpoints/best.npz, checkpoints/last.npz
 
-Every file that is replaced (checkpoints, config, status) is written to a temporary file
-in the same folder, flushed and fsynced, then moved over the old one with os.replace,
-so a crash at any instant leaves either the old or the new complete file. A run folder
+Files that are replaced (checkpoints, config, status) are written atomically
+(nnctl.safe_files), so a crash leaves either the old or the new complete file. A run folder
 itself appears whole (config.yaml, vocab.txt, checkpoints/, status.json written in a
 hidden folder, then renamed into place), and a process that trains it holds its lock
 (`.lock`, an flock the system drops when the process ends, so a crash leaves no stale lock).
@@ -19,127 +18,21 @@ hidden folder, then renamed into place), and a process that trains it holds its 
 from __future__ import annotations
 
 import errno
-import io
 import json
 import os
-import secrets
 import shutil
-import stat
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, IO
+from typing import Any, Callable
 
 from nnctl.errors import NnctlError
+from nnctl.safe_files import append_line, atomic_write_text, fsync_dir, read_jsonl
 
 try:
     import fcntl
 except ImportError:  # not on Windows: run folders are not locked there
     fcntl = None
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Call write(file) on a temporary file beside `path`, then atomically replace `path`.
-
-    What `path` names is respected: a symlink's target is the file replaced; a device or
-    FIFO (`-o /dev/null`, a pipe) is written to, never replaced; a folder or a block device
-    is refused. A new file gets the usual permissions (0666 less the umask), a replaced one
-    keeps its own. Errors name `path`, never the temporary file.
-    """
-    path = Path(path)
-    target = Path(os.path.realpath(path)) if path.is_symlink() else path
-    try:
-        mode = os.stat(target).st_mode
-    except FileNotFoundError:
-        mode = None
-    except OSError as error:
-        raise _naming(error, path) from None
-    if mode is not None and not stat.S_ISREG(mode):
-        if stat.S_ISDIR(mode):
-            raise OSError(errno.EISDIR, "is a folder; give a file name", str(path))
-        if not (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
-            raise OSError(errno.EINVAL, "is not a file, a character device or a pipe; give a file name",
-                          str(path))
-        buffer = io.BytesIO()  # some writers seek (np.save), which a pipe cannot
-        write(buffer)
-        try:
-            with open(target, "wb") as handle:  # /dev/null, /dev/stdout, a FIFO: written in place
-                handle.write(buffer.getvalue())
-        except OSError as error:
-            raise _naming(error, path) from None
-        return
-    tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
-    except OSError as error:
-        raise _naming(error, path) from None
-    try:
-        if mode is not None:
-            os.fchmod(fd, stat.S_IMODE(mode))
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException as error:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(error, OSError):
-            raise _naming(error, path) from None
-        raise
-    _fsync_dir(target.parent)
-
-
-def _naming(error: OSError, path: Path) -> OSError:
-    """The same error, naming the file the caller asked for (not a temporary one)."""
-    return OSError(error.errno, error.strerror or str(error), str(path))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda handle: handle.write(data))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def append_line(path: Path, line: str) -> None:
-    """Append one whole line and fsync: a crash can at worst cut the last line, which readers skip."""
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Records of a .jsonl file; a line cut short by a crash is skipped."""
-    records = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return records
-    for line in lines:
-        try:
-            records.append(json.loads(line))
-        except (ValueError, RecursionError):  # cut short by a crash, or not JSON at all
-            continue
-    return records
 
 
 class RunDir:
@@ -179,7 +72,7 @@ class RunDir:
                     suffix += 1
                     path = base / f"{stamp}-{suffix}"
             run.path = path
-            _fsync_dir(base)
+            fsync_dir(base)
             return run
         except BaseException as error:
             if tmp is not None:

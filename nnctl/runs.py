@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from nnctl.errors import CheckpointError
-from nnctl.rundir import RunDir, read_jsonl
+from nnctl.rundir import RunDir
+from nnctl.safe_files import read_jsonl
 
 # Metrics a model can report besides the loss; the first one present in the records is "the" metric.
 MAIN_METRICS = ("perplexity", "accuracy")

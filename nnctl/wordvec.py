@@ -224,7 +224,7 @@ def evaluate_similarity(vectors: np.ndarray, vocab: Vocab, path: Path) -> Simila
 # -- export -------------------------------------------------------------------------------
 def export_word2vec(vectors: np.ndarray, vocab: Vocab, path: Path) -> None:
     """word2vec text format: a 'count dim' header, then 'word v1 v2 ... vD' per line."""
-    from nnctl.rundir import atomic_write_text
+    from nnctl.safe_files import atomic_write_text
 
     vectors = np.asarray(vectors, dtype=np.float32)
     bad = [w for w in vocab.words if not w or any(ch.isspace() for ch in w)]
@@ -242,7 +242,7 @@ def export_word2vec(vectors: np.ndarray, vocab: Vocab, path: Path) -> None:
 
 def export_npy(vectors: np.ndarray, vocab: Vocab, path: Path) -> Path:
     """The (V, D) float32 matrix as .npy, and the words (row order) in <stem>.vocab.txt; returns the latter."""
-    from nnctl.rundir import atomic_write, atomic_write_text
+    from nnctl.safe_files import atomic_write, atomic_write_text
 
     path = Path(path)
     if path.suffix != ".npy":

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from nnctl.errors import DataError
-from nnctl.rundir import atomic_write
+from nnctl.safe_files import atomic_write
 
 
 @dataclass(frozen=True)

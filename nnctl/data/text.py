@@ -67,7 +67,7 @@ class Vocab:
     def save(self, path: Path) -> None:
         """vocab.txt: one `word<TAB>count` per line, in id order."""
         text = "".join(f"{w}\t{c}\n" for w, c in zip(self.words, self.counts.tolist()))
-        from nnctl.rundir import atomic_write_text
+        from nnctl.safe_files import atomic_write_text
 
         atomic_write_text(Path(path), text)
 

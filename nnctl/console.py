@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import Any
 
 from rich.console import Console
@@ -244,7 +243,3 @@ def print_table(title: str | None, columns: list[str], rows: list[list[Any]]) ->
     for row in rows:
         table.add_row(*[v if isinstance(v, Text) else str(v) for v in row])
     console().print(table)
-
-
-def now() -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S")

@@ -124,10 +124,6 @@ class Optimizer:
         for slot, values in state.items():
             self.state[name][slot][rows] = values
 
-    def zero_grad(self) -> None:
-        for p in self.params.values():
-            p.zero_grad()
-
     # -- checkpointing -------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Flat {"<param>/<slot>": array, "step_count": array, "lr": array}; NumPy copies, fit for .npz."""

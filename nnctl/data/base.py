@@ -6,8 +6,9 @@
     data.vocab                         # text data sets: the Vocab, saved in the run directory
     data.shard(batch, rank, size)      # data-parallel runs: this rank's part of one global batch
 
-Constructors take the config keys of the `data:` section plus the extras `data_dir`
-(from --data-dir / NNCTL_DATA) and `dtype`. They read and check their files at
+Constructors take the config keys of the `data:` section plus the extras they name
+among `data_dir` (from --data-dir / NNCTL_DATA), `dtype` (the image sets), `rng` and `vocab`
+(text sets: a run's saved vocabulary). They read and check their files at
 construction time, so a missing file is reported before any run directory exists.
 """
 

@@ -49,14 +49,6 @@ def find_file(path: str, data_dir: str | os.PathLike | None) -> Path:
     return candidate
 
 
-def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download(remote: RemoteFile, dest: Path, progress: Callable[[int, int | None], None] | None = None,
              timeout: float = 30.0) -> Path:
     """Fetch `remote` into `dest` (a file path), trying each URL in turn; verify its md5."""

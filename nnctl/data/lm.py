@@ -113,7 +113,7 @@ class PennTreebank(LanguageModelData):
     """
 
     def __init__(self, path: str | None = None, batch_size: int = 20, bptt: int = 35, *,
-                 data_dir: str | None, dtype=np.float32, vocab: Vocab | None = None):
+                 data_dir: str | None, vocab: Vocab | None = None):
         super().__init__(TextCorpus.ptb(path, data_dir, vocab=vocab), batch_size, bptt)
 
 
@@ -128,8 +128,7 @@ class TextFiles(LanguageModelData):
 
     def __init__(self, train: str, valid: str, test: str, max_vocab: int | None = None,
                  min_count: int = 1, batch_size: int = 20, bptt: int = 35, *,
-                 data_dir: str | None, dtype=np.float32,
-                 vocab: Vocab | None = None):
+                 data_dir: str | None, vocab: Vocab | None = None):
         corpus = TextCorpus.from_files(train, valid, test, max_vocab=max_vocab, min_count=min_count,
                                        data_dir=data_dir, vocab=vocab)
         super().__init__(corpus, batch_size, bptt)

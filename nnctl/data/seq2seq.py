@@ -193,7 +193,7 @@ class Addition(PairData):
     """
 
     def __init__(self, num_examples: int = 50_000, valid: int = 1000, test: int = 5000, seed: int = 1,
-                 batch_size: int = 128, *, data_dir: str | None = None, dtype=np.float32, vocab: Vocab | None = None):
+                 batch_size: int = 128, *, data_dir: str | None = None, vocab: Vocab | None = None):
         rng = np.random.default_rng([seed, 19])
         pairs = addition_pairs(num_examples, rng)
         super().__init__(split_pairs(pairs, valid, test, rng, "data (addition)"), batch_size, vocab,
@@ -242,7 +242,7 @@ class Dates(PairData):
     "25 sep 1984") -> ISO "1984-09-25": num_examples distinct sources drawn from `seed`."""
 
     def __init__(self, num_examples: int = 50_000, valid: int = 1000, test: int = 5000, seed: int = 1,
-                 batch_size: int = 128, *, data_dir: str | None = None, dtype=np.float32, vocab: Vocab | None = None):
+                 batch_size: int = 128, *, data_dir: str | None = None, vocab: Vocab | None = None):
         rng = np.random.default_rng([seed, 20])
         pairs = date_pairs(num_examples, rng)
         super().__init__(split_pairs(pairs, valid, test, rng, "data (dates)"), batch_size, vocab, "data (dates)")
@@ -280,7 +280,7 @@ class SeqPairs(PairData):
     """
 
     def __init__(self, path: str, separator: str = "_", strip: bool = True, valid: int = 1000, test: int = 5000,
-                 seed: int = 1, batch_size: int = 128, *, data_dir: str | None = None, dtype=np.float32,
+                 seed: int = 1, batch_size: int = 128, *, data_dir: str | None = None,
                  vocab: Vocab | None = None):
         if not separator:
             raise ValueError("separator must not be empty")

@@ -170,7 +170,7 @@ class PTBWindows(ContextWindows):
 
     def __init__(self, path: str | None = None, batch_size: int = 1024, window: int = 5,
                  subsample: float = 1e-3, dynamic_window: bool = True,
-                 *, data_dir: str | None, dtype=np.float32, vocab: Vocab | None = None):
+                 *, data_dir: str | None, vocab: Vocab | None = None):
         super().__init__(TextCorpus.ptb(path, data_dir, vocab=vocab), batch_size, window, subsample,
                          dynamic_window)
 
@@ -187,7 +187,7 @@ class TextWindows(ContextWindows):
     def __init__(self, train: str, valid: str, test: str, max_vocab: int | None = None,
                  min_count: int = 1, batch_size: int = 1024, window: int = 5,
                  subsample: float = 1e-3, dynamic_window: bool = True,
-                 *, data_dir: str | None, dtype=np.float32, vocab: Vocab | None = None):
+                 *, data_dir: str | None, vocab: Vocab | None = None):
         corpus = TextCorpus.from_files(train, valid, test, max_vocab=max_vocab, min_count=min_count,
                                        data_dir=data_dir, vocab=vocab)
         super().__init__(corpus, batch_size, window, subsample, dynamic_window)

@@ -123,15 +123,6 @@ class Layer:
                 out[key] = getattr(layer, buffer)
         return out
 
-    def set_buffer(self, dotted_name: str, value) -> None:
-        from nnctl.backend import get_xp
-
-        *path, attr = dotted_name.split(".")
-        layers = dict(self.named_layers())
-        layer = layers[".".join(path)]
-        target = getattr(layer, attr)
-        target[...] = get_xp(target).asarray(value)
-
     def to(self, device: str) -> "Layer":
         """Move every Param (data, grad, touched rows) and buffer to "cpu" or "gpu", in place.
 

@@ -1,4 +1,4 @@
-"""Learning-rate schedules: constant, step, cosine (with warmup), plateau.
+"""Learning-rate schedules: constant, step, cosine (with warmup), plateau, linear.
 
 The Trainer asks the schedule for the lr before every training step and tells it each
 epoch's validation loss:
@@ -11,7 +11,7 @@ epoch's validation loss:
             ...; opt.step(); step += 1
         schedule.observe(epoch, val_loss)        # lower is better
 
-constant, step and cosine are pure functions of (epoch, step); plateau keeps a little
+constant, step, cosine and linear are pure functions of (epoch, step); plateau keeps a little
 state (current lr, best loss, epochs without improvement) that `state_dict()` returns
 as JSON-ready scalars for the checkpoint.
 """
@@ -212,7 +212,7 @@ class Plateau(Schedule):
         self.bad_epochs = int(d["bad_epochs"])
 
 
-# -- linear decay (added for word2vec on the w2v branch) ----------------------------------
+# -- linear decay (word2vec's annealing) --------------------------------------------------
 @SCHEDULES.register("linear")
 class LinearDecay(Schedule):
     """Linear decay from base_lr to base_lr · min_ratio over the whole run, per step:

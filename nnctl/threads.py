@@ -2,7 +2,7 @@
 
 OpenBLAS runs a matrix product on all cores, but a NumPy ufunc (`exp`, `max`, `-=`) runs
 on one. On a word-level LM's (700, 10000) logits, the one-core max/subtract/exp pass was
-a quarter of the book-size LM's training step (py-spy, issue 6). NumPy releases the GIL
+a quarter of the book-size LM's training step (profiled with py-spy). NumPy releases the GIL
 inside ufuncs and reductions, so ordinary Python threads, each on its own rows of the
 array, run truly in parallel; no extension code is needed.
 

@@ -4,8 +4,7 @@ Everything works on a (V, D) matrix and its Vocab, so CBOW and ppmi_svd (any mod
 `word_vectors()`) are queried, scored and exported the same way. Similarity is the
 cosine, computed as dot products of unit-length rows.
 
-Evaluations, scored exactly as gensim's `evaluate_word_analogies` / `evaluate_word_pairs`
-(and /work/shared/bench/word_eval.py) do:
+Evaluations, scored exactly as gensim's `evaluate_word_analogies` / `evaluate_word_pairs` do:
 
 * analogies (Mikolov et al. 2013a, questions-words.txt): "a is to b as c is to d" is right
   when d is the nearest word to b − a + c (3CosAdd), a, b and c themselves excluded, the

@@ -1,4 +1,4 @@
-"""Class 6 of issue 17: a checkpoint's meta record is covered by its checksum and validated.
+"""Hostile use: a checkpoint's meta record is covered by its checksum and validated.
 
 Hypothesis edits one field of the meta record (any field, any kind of value) of a real
 run's checkpoints. In the current format the checksum catches every edit: `eval` and
@@ -109,7 +109,7 @@ def test_an_edited_meta_is_caught(rand, trained, tmp_path_factory):
 
 
 def test_the_test_split_pointed_elsewhere_is_caught_and_format_1_still_works(trained, tmp_path):
-    """The issue's example (meta edited so `eval --split test` would read other data) is exit 4;
+    """The motivating case (meta edited so `eval --split test` would read other data) is exit 4;
     a checkpoint in format 1 evaluates and resumes, and is written back in the current format."""
     _, run = trained
     edited_run = copy_run(run, tmp_path / "run")

@@ -1,4 +1,4 @@
-"""Class 12 of issue 17: the fix an error line suggests is one that works.
+"""Hostile use: the fix an error line suggests is one that works.
 
 - `--resume runs/<name>` (a folder of runs, not a run) says to give a run folder and names
   the latest one; following that suggestion resumes.

@@ -1,4 +1,4 @@
-"""Class 7 of issue 17: one run, one trainer.
+"""Hostile use: one run, one trainer.
 
 While a process trains a run, every other `--resume` of it (named in any spelling: the
 path, with a trailing slash, through `.`, through a symlink; with or without --set) is

@@ -1,4 +1,4 @@
-"""Class 1 of issue 17: text from the user (a word, a path, a run name) is never read as Rich markup.
+"""Hostile use: text from the user (a word, a path, a run name) is never read as Rich markup.
 
 Hypothesis draws strings made of markup's own characters ([, ], /, =, #, spaces); each is
 used as a query word, a file name, a run name and a prompt word, through the real CLI,

@@ -1,4 +1,4 @@
-"""Class 11 of issue 17: a mistake in the command line is one line naming the option and the fix.
+"""Hostile use: a mistake in the command line is one line naming the option and the fix.
 
 Every command's integer and choice options get values out of range or of the wrong kind,
 unknown options and commands, missing arguments, under terminal widths that Rich cannot

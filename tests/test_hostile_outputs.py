@@ -1,4 +1,4 @@
-"""Class 9 of issue 17: writing outputs respects what the output path names.
+"""Hostile use: writing outputs respects what the output path names.
 
 `export -o` (both formats) and `plot -o` into: a character device (/dev/null stays the
 device), a FIFO (written through, still a FIFO), a symlink (its target is replaced, the

@@ -1,4 +1,4 @@
-"""Class 3 of issue 17: every value that would crash a run later is refused before any run folder exists.
+"""Hostile use: every value that would crash a run later is refused before any run folder exists.
 
 Non-finite numbers at every float key, evaluation batch sizes too large for the data, and
 schedules whose learning rate overflows, on a new run (exit 2, no `runs/` at all) and on

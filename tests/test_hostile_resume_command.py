@@ -1,4 +1,4 @@
-"""Class 2 of issue 17: the resume command printed at Ctrl-C resumes, as printed.
+"""Hostile use: the resume command printed at Ctrl-C resumes, as printed.
 
 Runs whose data is found through --data-dir, with run names and folders holding brackets,
 spaces, quotes and `$`, are interrupted; the printed command is split as a shell would and

@@ -1,4 +1,4 @@
-"""Class 10 of issue 17: `runs`, `compare` and `plot` read run folders that others may have touched.
+"""Hostile use: `runs`, `compare` and `plot` read run folders that others may have touched.
 
 Beside a good run, generated damaged runs: metrics lines that are not records (lists,
 strings, numbers, nested objects, strings or huge integers where numbers belong, cut

@@ -1,4 +1,4 @@
-"""Class 5 of issue 17: inputs without end, and sizes checked before anything is allocated.
+"""Hostile use: inputs without end, and sizes checked before anything is allocated.
 
 Devices that never end (/dev/zero, /dev/urandom) as a config, a corpus or an evaluation
 file; a config too large; `generate` asked for billions of words; a CBOW window of 10^k;

@@ -1,4 +1,4 @@
-"""Class 8 of issue 17: stops are honoured and leave no debris.
+"""Hostile use: stops are honoured and leave no debris.
 
 - Ctrl-C at a random instant of a run (hypothesis draws the delays, so they fall before,
   during and after the run folder is made): every run folder left behind has a

@@ -1,4 +1,4 @@
-"""Class 4 of issue 17: YAML that is not what it looks like.
+"""Hostile use: YAML that is not what it looks like.
 
 Generated files: a key given twice (at any level, any distance apart), nesting past the
 limit (lists, flow and block mappings), alias bombs of any fan-out, aliases that loop,

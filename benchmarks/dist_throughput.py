@@ -19,10 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
 
 from nnctl import config as config_mod  # noqa: E402
-from nnctl import distributed, experiment  # noqa: E402
+from nnctl import distributed, experiment, streams  # noqa: E402
 from nnctl.trainer import Trainer  # noqa: E402
 
 
@@ -41,7 +40,7 @@ def main() -> None:
     trainer = Trainer(exp.model, exp.data, exp.optimizer, exp.schedule, exp.train, cfg, exp.model_extras,
                       comm=comm, device=cfg["device"])
     distributed.prepare_ranks(comm, exp.model, exp.optimizer, cfg["seed"], 0)
-    batches = exp.data.batches("train", rng=np.random.default_rng([cfg["seed"], 1, 0]))
+    batches = exp.data.batches("train", rng=streams.stream(cfg["seed"], streams.EPOCH_ORDER, 0))
     items, started = 0, None
     for index, batch in enumerate(batches):
         if index == args.warmup:

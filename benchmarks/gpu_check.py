@@ -37,7 +37,7 @@ sys.path[:0] = [str(ROOT), str(HERE)]
 
 import numpy as np  # noqa: E402
 
-from nnctl import backend, experiment  # noqa: E402
+from nnctl import backend, experiment, streams  # noqa: E402
 from nnctl.trainer import Trainer  # noqa: E402
 
 # float32 keeps ~7 digits, and a GPU sums products in another order than OpenBLAS: each
@@ -79,7 +79,7 @@ def train_batches(trainer: Trainer, seed: int):
     epoch = 0
     while True:
         trainer.progress.epoch, trainer.state = epoch, None
-        yield from trainer.data.batches("train", rng=np.random.default_rng([seed, 1, epoch]))
+        yield from trainer.data.batches("train", rng=streams.stream(seed, streams.EPOCH_ORDER, epoch))
         epoch += 1
 
 

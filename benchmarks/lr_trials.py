@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import nnctl  # noqa: E402,F401  before NumPy, as the `nnctl` command does
 import numpy as np  # noqa: E402
-from nnctl import config, experiment  # noqa: E402
+from nnctl import config, experiment, streams  # noqa: E402
 from nnctl.trainer import Trainer  # noqa: E402
 
 
@@ -27,7 +27,7 @@ def trial(config_path: str, overrides: list[str], lr: float, steps: int, data_di
     trainer = Trainer(model=exp.model, data=exp.data, optimizer=exp.optimizer, schedule=exp.schedule,
                       config=exp.train, experiment=cfg, model_extras=exp.model_extras)
     losses = []
-    for batch in exp.data.batches("train", rng=np.random.default_rng([cfg["seed"], 1, 0])):
+    for batch in exp.data.batches("train", rng=streams.stream(cfg["seed"], streams.EPOCH_ORDER, 0)):
         out = trainer.step(batch)
         if out is not None:
             losses.append(out.loss_sum / out.count)

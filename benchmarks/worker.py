@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nnctl  # noqa: E402,F401  before NumPy, as in the `nnctl` command: it sets OpenBLAS's thread timeout
 import numpy as np  # noqa: E402
 from nnctl import config as nnconfig  # noqa: E402
-from nnctl import experiment  # noqa: E402
+from nnctl import run, streams  # noqa: E402
 from nnctl.backend import keep_freed_memory  # noqa: E402
 from nnctl.trainer import Trainer  # noqa: E402
 
@@ -68,10 +68,7 @@ def load_config(name: str) -> dict:
 def build(name: str, data_dir: str | None):
     """(config, experiment, Trainer) for a workload, built as `nnctl train` builds them."""
     cfg = load_config(name)
-    exp = experiment.build(cfg, data_dir=data_dir)
-    trainer = Trainer(model=exp.model, data=exp.data, optimizer=exp.optimizer, schedule=exp.schedule,
-                      config=exp.train, experiment=cfg, model_extras=exp.model_extras)
-    trainer._started = time.perf_counter()
+    exp, trainer = run.build_trainer(cfg, data_dir)
     return cfg, exp, trainer
 
 
@@ -97,7 +94,7 @@ def endless_batches(trainer: Trainer, seed: int):
     for epoch in itertools.count():
         trainer.progress.epoch = epoch
         trainer.state = None
-        rng = np.random.default_rng([seed, 1, epoch])
+        rng = streams.stream(seed, streams.EPOCH_ORDER, epoch)
         for batch in trainer.data.batches("train", rng=rng):
             yield batch
 
@@ -196,7 +193,7 @@ def main(argv=None) -> int:
         done_items, steps = 0, 0
         for epoch in range(args.epochs):
             trainer.progress.epoch = epoch
-            rng = np.random.default_rng([cfg["seed"], 1, epoch])
+            rng = streams.stream(cfg["seed"], streams.EPOCH_ORDER, epoch)
             for batch in exp.data.batches("train", rng=rng):
                 trainer.step(batch)
                 done_items += item_count(batch)

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from nnctl import streams
 from nnctl.backend import as_numpy, get_xp
 from nnctl.data.base import shard_rows
 from nnctl.errors import ConfigError
@@ -184,7 +185,7 @@ def prepare_ranks(comm: SingleProcess, model, optimizer, seed: int, step: int) -
     comm.broadcast_arrays(training_arrays(model, optimizer))
     for index, (_, layer) in enumerate(model.named_layers()):
         if isinstance(getattr(layer, "rng", None), np.random.Generator):
-            layer.rng = np.random.default_rng([seed, 4, comm.rank, index, step])
+            layer.rng = streams.stream(seed, streams.RANK_DROPOUT, comm.rank, index, step)
 
 
 def _map_leaves(tree: Any, fn):

@@ -22,17 +22,18 @@ import math
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
 
-from nnctl import checkpoint
+from nnctl import checkpoint, streams
 from nnctl.backend import tree_to_device
 from nnctl.config import TrainConfig
 from nnctl.data.base import batch_length
 from nnctl.distributed import SingleProcess, check_shardable, training_arrays
+from nnctl.metrics import Totals, score
 from nnctl.models.base import LossOutput
 from nnctl.optim import clip_grad_norm, global_grad_norm, grad_norms, has_nonfinite
+from nnctl.progress import Progress
 from nnctl.rundir import RunDir
 
 
@@ -49,103 +50,11 @@ class Interrupted(Exception):
         self.save_last = save_last  # False: `last` already holds this point (the final test was cut short)
 
 
-class Listener(Protocol):
-    def on_fit_start(self, info: dict[str, Any]) -> None: ...
-    def on_epoch_start(self, epoch: int, num_batches: int) -> None: ...
-    def on_step(self, info: dict[str, Any]) -> None: ...
-    def on_eval_start(self, split: str, num_batches: int) -> None: ...
-    def on_eval_step(self) -> None: ...
-    def on_record(self, record: dict[str, Any]) -> None: ...
-    def on_epoch_end(self, epoch: int, records: list[dict[str, Any]]) -> None: ...
-    def on_message(self, text: str) -> None: ...
-    def on_fit_end(self, summary: dict[str, Any]) -> None: ...
-
-
 class SilentListener:
+    """Hears every event and does nothing (console.PlainListener lists the events)."""
+
     def __getattr__(self, name):
         return lambda *args, **kwargs: None
-
-
-@dataclass
-class Totals:
-    """Sums of LossOutput over batches, turned into mean loss, accuracy or perplexity."""
-
-    loss_sum: float = 0.0
-    count: int = 0
-    correct: int = 0
-    examples: int = 0  # LossOutput.examples summed: accuracy is over examples when > 0
-    correct_tokens: int = 0
-
-    def add(self, out: LossOutput) -> None:
-        self.loss_sum += float(out.loss_sum)
-        self.count += int(out.count)
-        self.correct += int(out.correct or 0)
-        self.examples += int(out.examples or 0)
-        self.correct_tokens += int(out.correct_tokens or 0)
-
-    def summary(self, metric: str) -> dict[str, float]:
-        loss = self.loss_sum / max(self.count, 1)
-        out = {"loss": loss}
-        if metric == "accuracy":
-            out["accuracy"] = self.correct / max(self.examples or self.count, 1)
-            if self.examples:  # whole examples right above; the share of items right here
-                out["token_accuracy"] = self.correct_tokens / max(self.count, 1)
-        elif metric == "perplexity":
-            out["perplexity"] = math.exp(min(loss, 700.0))  # exp(700) is near float64's limit
-        return out
-
-
-def score(model, batches, on_batch=None) -> Totals:
-    """Sum a model's LossOutput over batches in eval mode (state carried along), then back to train mode."""
-    totals, state = Totals(), None
-    model.eval()
-    try:
-        for batch in batches:
-            if batch_length(batch) > 0:  # under MPI an eval batch can leave a rank nothing
-                out, state = model.loss(batch, state)
-                totals.add(out)
-            if on_batch is not None:
-                on_batch()
-    finally:
-        model.train()
-    return totals
-
-
-def is_better(metric: str, value: float, best: float | None) -> bool:
-    if best is None:
-        return True
-    return value > best if metric == "accuracy" else value < best
-
-
-@dataclass
-class Progress:
-    """Where training stands; saved in every checkpoint so a run can be resumed exactly."""
-
-    epoch: int = 0  # the epoch in progress (0-based)
-    batch: int = 0  # batches of that epoch already done
-    step: int = 0  # optimizer steps so far
-    best: float | None = None  # best validation metric so far
-    best_epoch: int | None = None
-    epochs_without_improvement: int = 0
-    nonfinite_skips: int = 0
-    elapsed: float = 0.0  # training seconds before this process started
-    records: int = 0  # lines in metrics.jsonl; a resume cuts the file back to this many
-    epoch_loss_sum: float = 0.0  # the running train totals of the epoch in progress
-    epoch_count: int = 0
-    epoch_correct: int = 0
-    epoch_examples: int = 0
-    epoch_correct_tokens: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
-
-    def epoch_totals(self) -> Totals:
-        return Totals(self.epoch_loss_sum, self.epoch_count, self.epoch_correct, self.epoch_examples,
-                      self.epoch_correct_tokens)
-
-    def keep_epoch_totals(self, totals: Totals) -> None:
-        self.epoch_loss_sum, self.epoch_count, self.epoch_correct = totals.loss_sum, totals.count, totals.correct
-        self.epoch_examples, self.epoch_correct_tokens = totals.examples, totals.correct_tokens
 
 
 @dataclass
@@ -171,19 +80,17 @@ class Trainer:
         # not at every step (clipping, the NaN check and the allreduce all need the list).
         self.named_params = self.model.named_params()
         self.params = list(self.named_params.values())
+        self._started = time.perf_counter()  # fit() starts the clock again
 
     def request_stop(self, signum: int) -> None:
         self.stop_signal = signum
 
     def resume_from(self, ckpt) -> None:
         """Restore everything a checkpoint holds, so training continues exactly where it stopped."""
-        checkpoint.restore_model(self.model, ckpt)
-        self.optimizer.load_state_dict(ckpt.group("optim"))
-        self.schedule.load_state_dict(ckpt.meta.get("schedule", {}))
-        checkpoint.restore_rng_states(self.model, ckpt.meta.get("rng", {}))
-        self.progress = Progress(**ckpt.meta["progress"])
+        progress, state = checkpoint.restore_training(ckpt, self.model, self.optimizer, self.schedule)
+        self.progress = Progress(**progress)
         # The checkpoint holds the whole global batch's state; each rank carries its rows of it.
-        state = self.comm.shard_state(checkpoint.unflatten_state(ckpt.group("state")))
+        state = self.comm.shard_state(state)
         self.state = tree_to_device(state, self.device) if self.device != "cpu" else state
         if self.run is not None:  # records written after that checkpoint will be written again
             self.run.truncate_metrics(self.progress.records)
@@ -210,25 +117,16 @@ class Trainer:
         return {**totals.summary(self.metric), "count": totals.count}
 
     # -- checkpoints -------------------------------------------------------------------
-    def meta(self) -> dict[str, Any]:
-        return {
-            "config": self.experiment,
-            "model_extras": self.model_extras,
-            "model_type": self.experiment["model"]["type"],
-            "metric": self.metric,
-            # elapsed includes this process's time, so a resumed run keeps counting from there
-            "progress": {**self.progress.to_dict(), "elapsed": self.elapsed()},
-            "schedule": self.schedule.state_dict(),
-            "rng": checkpoint.rng_states(self.model),
-        }
-
     def save(self, which: str) -> None:
         # Every rank takes part in gathering the carried state (a collective); only the one
         # with a run directory writes. The state saved is the global batch's, whatever the ranks.
         state = self.comm.gather_rows(self.state) if which == "last" else None
         if self.run is None:
             return
-        checkpoint.save(self.run.checkpoint_path(which), self.model, self.meta(),
+        # elapsed includes this process's time, so a resumed run keeps counting from there
+        progress = {**self.progress.to_dict(), "elapsed": self.elapsed()}
+        meta = checkpoint.training_meta(self.experiment, self.model_extras, self.model, progress, self.schedule)
+        checkpoint.save(self.run.checkpoint_path(which), self.model, meta,
                         optimizer=self.optimizer, state=state, vocab=self.data.vocab)
 
     def record(self, split: str, values: dict[str, float], extra: dict[str, Any] | None = None,
@@ -325,10 +223,10 @@ class Trainer:
             return self._fit_closed_form()
 
         # A run that stopped early and is resumed (its final test cut short) trains no more epochs.
-        stopped_early = bool(cfg.early_stopping and p.epochs_without_improvement >= cfg.early_stopping)
+        stopped_early = p.stopped_early(cfg.early_stopping)
         while p.epoch < cfg.epochs and not stopped_early:
             # Shuffling depends only on (seed, epoch), so a resumed epoch sees the same order.
-            epoch_rng = np.random.default_rng([self.experiment["seed"], 1, p.epoch])
+            epoch_rng = streams.stream(self.experiment["seed"], streams.EPOCH_ORDER, p.epoch)
             totals = p.epoch_totals()
             window_count, window_start = 0, time.perf_counter()
             if p.batch == 0:
@@ -363,12 +261,7 @@ class Trainer:
             valid = self.evaluate("valid")
             records.append(self.record("valid", valid))
             self.schedule.observe(p.epoch, valid["loss"])
-            value = valid[self.metric] if self.metric in valid else valid["loss"]
-            improved = is_better(self.metric, value, p.best)
-            if improved:
-                p.best, p.best_epoch, p.epochs_without_improvement = value, p.epoch + 1, 0
-            else:
-                p.epochs_without_improvement += 1
+            improved = p.observe_validation(self.metric, valid.get(self.metric, valid["loss"]))
             p.epoch, p.batch = p.epoch + 1, 0
             p.keep_epoch_totals(Totals())
             self.state = None
@@ -376,7 +269,7 @@ class Trainer:
                 self.save("best")
             self.save("last")
             self.listener.on_epoch_end(p.epoch - 1, records)
-            if cfg.early_stopping and p.epochs_without_improvement >= cfg.early_stopping:
+            if p.stopped_early(cfg.early_stopping):
                 self.listener.on_message(f"early stopping: no better validation {self.metric} "
                                          f"for {cfg.early_stopping} epochs")
                 stopped_early = True

@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hostile_cli import SENTENCES, few, nnctl_process, write_yaml
-from nnctl.cli.train import resume_command
+from nnctl.run import resume_command
 
 AWKWARD = [("lstm[v2] it's \"b\";x=1", "data [x*] $HOME q'uote")]  # brackets, quotes, spaces, $, ;, *
 

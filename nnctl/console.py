@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 from rich.table import Table
@@ -234,12 +235,64 @@ def make_listener(log=None, quiet: bool = False, interactive: bool | None = None
     return PlainListener(echo=True, log=log)
 
 
-def print_table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+def print_table(title: str | None, columns: list[str], rows: list[list[Any]], *,
+                stacked: list[str] | None = None) -> None:
+    """A table of `rows` under `columns`; cells are shown as they are, never read as markup.
+
+    stacked (shorter headers, one per column): the first column (a name) is never broken;
+    when the table is wider than the terminal, each row becomes two lines, the name alone,
+    then the other cells indented and aligned under these headers (see `_stacked_lines`).
+    """
+    out = console()
     if title:  # on its own line: a table title is cut to the table's width
-        console().print(title, highlight=False, soft_wrap=True)
+        out.print(title, highlight=False, soft_wrap=True)
+    cells = [[v if isinstance(v, Text) else Text(str(v)) for v in row] for row in rows]
     table = Table()
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    for i, column in enumerate(columns):
+        table.add_column(column, overflow="fold", no_wrap=stacked is not None and i == 0)
+    for row in cells:
+        table.add_row(*row)
+    if stacked is not None and Measurement.get(out, out.options.update_width(10_000), table).maximum > out.width:
+        for line in _stacked_lines(stacked, cells, out.width):
+            out.print(line, soft_wrap=True)
+        return
+    out.print(table)
+
+
+def _stacked_lines(columns: list[str], rows: list[list[Text]], width: int) -> list[Text]:
+    """Rows as a name line and an indented line of the other cells, aligned under one header:
+
+        run
+          model  data  ep  ...
+        ──────────────────────────
+        lstm_ptb_book_size/20261201-120000
+          lstm   ptb   39  ...
+
+    Columns after the first are dropped from the left (the least telling ones, model and
+    data for `runs`, come first) until the indented line fits; the name line is never cut.
+    """
+    rest = list(range(1, len(columns)))
+
+    def widths(keep: list[int]) -> list[int]:
+        return [max(len(columns[i]), *(row[i].cell_len for row in rows)) for i in keep]
+
+    def line_width(keep: list[int]) -> int:
+        return 2 + sum(widths(keep)) + 2 * (len(keep) - 1)
+
+    while len(rest) > 1 and line_width(rest) > width:
+        rest.pop(0)
+
+    def indented(cells: list[Text]) -> Text:
+        line = Text("  ")
+        for j, (cell, size) in enumerate(zip(cells, widths(rest))):
+            line.append_text(cell)
+            if j < len(rest) - 1:
+                line.append(" " * (size - cell.cell_len + 2))
+        return line
+
+    lines = [Text(columns[0], style="bold"), indented([Text(columns[i], style="bold") for i in rest])]
+    body = []
     for row in rows:
-        table.add_row(*[v if isinstance(v, Text) else str(v) for v in row])
-    console().print(table)
+        body += [row[0], indented([row[i] for i in rest])]
+    longest = max(line.cell_len for line in lines + body)
+    return lines + [Text("─" * min(width, longest))] + body

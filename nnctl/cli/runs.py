@@ -31,4 +31,5 @@ def runs(
                          f"{run.elapsed:.0f}s", run.state])
         if not rows:
             fail(f"{runs_dir}: no runs found (no */config.yaml below it)", 1)
-        print_table(None, ["run", "model", "data", "epochs", "best valid", "test", "wall time", "state"], rows)
+        print_table(None, ["run", "model", "data", "epochs", "best valid", "test", "wall time", "state"], rows,
+                    stacked=["run", "model", "data", "ep", "valid", "test", "time", "state"])

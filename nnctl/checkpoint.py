@@ -256,45 +256,6 @@ def restore_model(model, ckpt: Checkpoint) -> None:
         target[...] = get_xp(target).asarray(saved[name])  # a no-op copy on the CPU, a host->device one on a GPU
 
 
-def resolve_path(run_or_checkpoint: Path, which: str = "best") -> Path:
-    """A run folder -> its checkpoints/<which>.npz (else last.npz); a file -> itself."""
-    path = Path(run_or_checkpoint)
-    if path.is_dir():
-        for name in (which, "last"):
-            candidate = path / "checkpoints" / f"{name}.npz"
-            if candidate.is_file():
-                return candidate
-        raise CheckpointError(f"{path}: no checkpoint in {path / 'checkpoints'}; the run saved none "
-                              "(it may have failed before its first epoch ended)")
-    if path.is_file():
-        return path
-    raise CheckpointError(f"{path}: no such run folder or checkpoint file")
-
-
-def build_model(ckpt: Checkpoint, dtype=None):
-    """Rebuild the model a checkpoint was saved from, with its weights, on the CPU.
-
-    dtype: the run's `dtype:` (float32 unless it was trained in float64) unless given.
-    """
-    from nnctl.models import MODELS
-    from nnctl.registry import construct
-
-    config = ckpt.meta.get("config", {})
-    model_cfg = config.get("model")
-    if not isinstance(model_cfg, dict):
-        raise CheckpointError(f"{ckpt.path}: meta has no model config; it was not written by nnctl train")
-    extras = dict(ckpt.meta.get("model_extras", {}))
-    dtype = np.dtype(config.get("dtype", "float32")) if dtype is None else dtype
-    extras.update(rng=np.random.default_rng(0), dtype=dtype)
-    if ckpt.vocab is not None:
-        extras["vocab"] = ckpt.vocab
-    cls = MODELS.get(model_cfg.get("type"), "model.type")
-    kwargs = {k: v for k, v in model_cfg.items() if k != "type"}
-    model = construct(cls, kwargs, "model", extras)
-    restore_model(model, ckpt)
-    return model
-
-
 def rng_states(model) -> dict[str, Any]:
     """Bit-generator states of every layer that owns an rng (dropout masks), for exact resume."""
     return {name or "<model>": layer.rng.bit_generator.state for name, layer in model.named_layers()

@@ -73,11 +73,18 @@ def build_data(cfg: dict[str, Any], data_dir: str | None = None, vocab=None, dty
     return DATASETS.build(cfg["data"], "data", **extras)
 
 
-def build_model(cfg: dict[str, Any], model_extras: dict[str, Any], dtype=None):
+def build_model(cfg: dict[str, Any], model_extras: dict[str, Any], dtype=None, rng=None):
+    """The one way to make a model from an experiment's config and the data's extras (sizes, vocab).
+
+    Used for training, for gradient checks and, with the weights then restored, for opening a
+    trained run (nnctl/open_run.py). dtype: the config's `dtype:` unless given; rng: the
+    seed's model stream unless given (a checkpoint's config need not hold a seed).
+    """
     from nnctl.models import MODELS
 
     dtype = config_dtype(cfg) if dtype is None else dtype
-    return MODELS.build(cfg["model"], "model", rng=model_rng(cfg["seed"]), dtype=dtype,
+    rng = model_rng(cfg["seed"]) if rng is None else rng
+    return MODELS.build(cfg["model"], "model", rng=rng, dtype=dtype,
                         vocab=model_extras.get("vocab"), **{k: v for k, v in model_extras.items() if k != "vocab"})
 
 

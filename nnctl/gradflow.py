@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from nnctl.backend import as_numpy
-from nnctl.errors import CheckpointError, ConfigError
+from nnctl.errors import ConfigError
 from nnctl.layers.reference import reference_of
 
-NOT_RECURRENT = "gradflow needs a recurrent language model (lstm_lm, with cell lstm, gru or rnn)"
 # Gate blocks of each cell's recurrent matrix Wh (H, k*H), in column order.
 GATES = {"RNN": [""], "GRU": ["r", "z", "n"], "LSTM": ["i", "f", "o", "g"]}
 
@@ -49,25 +48,22 @@ class GradientFlow:
 
 def open_source(source: Path, overrides: list[str], data_dir: str | None):
     """(label, model in float64, data) of a config (the model as initialised) or a run or .npz (as trained)."""
-    from nnctl import checkpoint, config, experiment
+    from nnctl import config, experiment
     from nnctl.models import MODELS
-    from nnctl.runs import resolve_run
+    from nnctl.open_run import open_run, wrong_kind
 
     if source.suffix in (".yaml", ".yml"):
         cfg = config.load(source, overrides)
         if not hasattr(MODELS.get(cfg["model"]["type"], "model.type"), "cells"):
-            raise ConfigError(f"{source}: model '{cfg['model']['type']}' is not recurrent; {NOT_RECURRENT}")
+            raise ConfigError(wrong_kind(source, cfg["model"]["type"], "recurrent"))
         data = experiment.build_data(cfg, data_dir)
         model = experiment.build_model(cfg, {**data.extras(), "vocab": data.vocab}, dtype=np.float64)
         return f"{cfg['name']} {model.cell} (untrained)", model, data
-    ckpt = checkpoint.load(checkpoint.resolve_path(resolve_run(source) if source.is_dir() else source))
-    model = checkpoint.build_model(ckpt, dtype=np.float64)
-    if not hasattr(model, "cells"):
-        raise CheckpointError(f"{source}: model '{ckpt.meta.get('model_type')}' is not recurrent; {NOT_RECURRENT}")
-    data = experiment.build_data(ckpt.meta["config"], data_dir, vocab=ckpt.vocab)
-    epochs = (ckpt.meta.get("progress") or {}).get("epoch")
+    run = open_run(source, needs="recurrent", dtype=np.float64)
+    data = experiment.build_data(run.config, data_dir, vocab=run.vocab)
+    epochs = (run.checkpoint.meta.get("progress") or {}).get("epoch")
     trained = f"trained, {epochs} epochs" if epochs else "trained"
-    return f"{ckpt.meta['config'].get('name', source.name)} {model.cell} ({trained})", model, data
+    return f"{run.config.get('name', source.name)} {run.model.cell} ({trained})", run.model, data
 
 
 def first_window(data, split: str, steps: int, batch_size: int | None = None) -> np.ndarray:

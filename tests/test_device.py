@@ -24,6 +24,7 @@ from nnctl.cli import app
 from nnctl.config import resolve
 from nnctl.errors import ConfigError
 from nnctl.models import MODELS
+from nnctl.open_run import rebuild_model
 from test_images import write_tiny_set
 
 DEVICE = os.environ.get("NNCTL_TEST_DEVICE", "strict")
@@ -156,7 +157,7 @@ def test_device_run_with_a_resume_equals_the_cpu_run(cfg, data_dir, tmp_path):
         assert_checkpoints_close(cpu / f"checkpoints/{which}.npz", dev / f"checkpoints/{which}.npz", 1e-6)
 
     ckpt = checkpoint.load(dev / "checkpoints/last.npz")  # trained on the device, used on the CPU
-    model = checkpoint.build_model(ckpt)
+    model = rebuild_model(ckpt)
     assert all(type(p.data) is np.ndarray for p in model.params())
     exp = experiment.build(resolve({**cfg, "device": "cpu"}), str(data_dir), vocab=ckpt.vocab)
     from nnctl.trainer import score

@@ -9,11 +9,12 @@ import typer
 
 from nnctl.cli.app import app, fail, user_errors
 from nnctl.cli.options import DATA_DIR_HELP
+from nnctl.open_run import RUN_HELP
 
 
 @app.command("eval")
 def eval_(
-    run_or_checkpoint: Path = typer.Argument(..., help="A run folder (uses checkpoints/best.npz) or a .npz file."),
+    run_or_checkpoint: Path = typer.Argument(..., help=RUN_HELP),
     split: Optional[str] = typer.Option(None, "--split", help="Which split to score: train, valid or test "
                                         "(default test; not for word vectors, which are scored on files)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Evaluation batch size."),
@@ -25,34 +26,29 @@ def eval_(
 
     Example: `nnctl eval runs/lstm_ptb_small/20261130-101500 --split test`
     """
-    from nnctl import checkpoint, experiment
+    from nnctl import experiment
     from nnctl.console import format_value, print_table
+    from nnctl.open_run import open_run
     from nnctl.trainer import score
 
     with user_errors():
-        ckpt = checkpoint.load(checkpoint.resolve_path(run_or_checkpoint))
-        model = checkpoint.build_model(ckpt)
-        if hasattr(model, "word_vectors"):
+        run = open_run(run_or_checkpoint, needs="scoring")
+        if hasattr(run.model, "word_vectors"):
             from nnctl.cli.wordvec import eval_word_vectors
 
             if split is not None:
                 fail(f"--split {split}: a word-vector run is scored on analogy and similarity files, not on a "
                      "split; leave out --split (give files with --analogies / --similarity)", 2)
 
-            eval_word_vectors(model, ckpt.vocab, analogies, similarity, str(data_dir) if data_dir else None)
+            eval_word_vectors(run.model, run.vocab, analogies, similarity, str(data_dir) if data_dir else None)
             return
         split = split or "test"
-        cfg = ckpt.meta.get("config", {})
-        if "data" not in cfg or "train" not in cfg:
-            from nnctl.errors import CheckpointError
-
-            raise CheckpointError(f"{ckpt.path}: its meta record has no data or train config, so there is "
-                                  "nothing to score it on; it was not written by nnctl train")
-        data = experiment.build_data(cfg, str(data_dir) if data_dir else None, vocab=ckpt.vocab)
+        cfg = run.config
+        data = experiment.build_data(cfg, str(data_dir) if data_dir else None, vocab=run.vocab)
         if split not in data.splits:
             fail(f"--split {split}: this data set has the splits {', '.join(data.splits)}", 2)
-        totals = score(model, data.batches(split, rng=None,
-                                           batch_size=batch_size or cfg["train"].get("eval_batch_size")))
-        values = totals.summary(model.metric)
+        totals = score(run.model, data.batches(split, rng=None,
+                                               batch_size=batch_size or cfg["train"].get("eval_batch_size")))
+        values = totals.summary(run.model.metric)
         rows = [[k, format_value(k, v)] for k, v in values.items()] + [[data.unit, f"{totals.count:,}"]]
-        print_table(f"{ckpt.path} on {split}", ["metric", "value"], rows)
+        print_table(f"{run.path} on {split}", ["metric", "value"], rows)

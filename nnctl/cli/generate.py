@@ -8,25 +8,12 @@ from typing import Optional
 import typer
 
 from nnctl.cli.app import app, user_errors
-
-
-def load_language_model(run_or_checkpoint: Path):
-    """(model, vocab) of a run folder's best checkpoint or a .npz; an error if it is not an LM (or a seq2seq)."""
-    from nnctl import checkpoint
-    from nnctl.errors import CheckpointError
-
-    ckpt = checkpoint.load(checkpoint.resolve_path(run_or_checkpoint))
-    model_type = ckpt.meta.get("model_type", ckpt.meta.get("config", {}).get("model", {}).get("type"))
-    model = checkpoint.build_model(ckpt)
-    if not (hasattr(model, "logits") or hasattr(model, "translate")) or ckpt.vocab is None:
-        raise CheckpointError(f"{run_or_checkpoint}: model '{model_type}' is not a language model; "
-                              "generate needs a run of a language model such as lstm_lm")
-    return model, ckpt.vocab
+from nnctl.open_run import RUN_HELP
 
 
 @app.command()
 def generate(
-    run_or_checkpoint: Path = typer.Argument(..., help="A run folder (uses checkpoints/best.npz) or a .npz file."),
+    run_or_checkpoint: Path = typer.Argument(..., help=RUN_HELP),
     prompt: str = typer.Option("", "--prompt", "-p", help="Text the samples continue (empty: start a sentence)."),
     length: int = typer.Option(50, "--length", "-n", min=0, max=1_000_000, help="New words per sample."),
     temperature: float = typer.Option(1.0, "--temperature", "-t", min=0.0,
@@ -52,9 +39,11 @@ def generate(
     from nnctl import generate as gen
     from nnctl.console import console, print_error
     from nnctl.errors import ConfigError
+    from nnctl.open_run import open_run
 
     with user_errors():
-        model, vocab = load_language_model(run_or_checkpoint)
+        run = open_run(run_or_checkpoint, needs="language model")
+        model, vocab = run.model, run.vocab
         if hasattr(model, "translate"):
             from nnctl.cli.seq2seq import print_answer
 

@@ -8,9 +8,11 @@ import numpy as np
 import typer
 
 from nnctl.cli.app import app, fail, user_errors
+from nnctl.open_run import RUN_HELP
 
 
-def _load_runs(paths: list[Path]):
+def _summaries(paths: list[Path]):
+    """Each run's summary (runs/<name> means its latest run) and the short labels that tell them apart."""
     from nnctl.runs import resolve_run, short_labels, summarise_run
 
     runs = [summarise_run(resolve_run(p)) for p in paths]
@@ -58,7 +60,7 @@ def plot(
 
     with user_errors():
         width, height = _sizes(size)
-        summaries, labels = _load_runs(runs)
+        summaries, labels = _summaries(runs)
         if grads:
             _plot_grads(summaries, labels, output, width, height, dpi)
             return
@@ -147,7 +149,7 @@ def compare(
     with user_errors():
         if len(runs) < 2:
             fail("compare needs at least two run folders, e.g. `nnctl compare runs/a runs/b`", 2)
-        summaries, labels = _load_runs(runs)
+        summaries, labels = _summaries(runs)
         rows = []
         differing = differing_keys([r.config for r in summaries])
         for key, values in differing:
@@ -182,11 +184,11 @@ def _config_value(value) -> str:
 
 @app.command("plot-vectors")
 def plot_vectors(
-    run: Path = typer.Argument(..., help="A word-vector run folder (or a checkpoint .npz)."),
+    run: Path = typer.Argument(..., help=RUN_HELP),
     words_args: list[str] = typer.Argument(None, metavar="WORDS", help="Words to plot (same as --words)."),
     words_opt: list[str] = typer.Option([], "--words", "-w",
                                         help="Words to plot: `--words king queen man woman` (commas work too)."),
-    top: int = typer.Option(50, "--top", min=2, help="Without --words: plot the N most frequent words."),
+    top: int = typer.Option(50, "-k", "--top", min=2, help="Without --words: plot the k most frequent words."),
     output: Path = typer.Option(Path("words.png"), "--output", "-o", help="Image file: .png, .svg or .pdf."),
     size: str = typer.Option("900x900", "--size", help="Image size in pixels, WIDTHxHEIGHT."),
     dpi: int = typer.Option(100, "--dpi", min=20, max=600, help="Dots per inch."),
@@ -198,26 +200,21 @@ def plot_vectors(
 
     Example: `nnctl plot-vectors runs/w2v_text8 --words king queen man woman paris france -o words.png`
     """
-    from nnctl import checkpoint
     from nnctl import plot as plot_mod
+    from nnctl.open_run import open_run
 
     with user_errors():
         width, height = _sizes(size)
         # `--words a b c` reaches us as the option "a" plus the arguments "b c"; take both, in order.
         words = [w for item in [*words_opt, *(words_args or [])] for w in item.replace(",", " ").split()]
         words = list(dict.fromkeys(words))  # a word named twice is plotted once
-        path = checkpoint.resolve_path(run if run.suffix == ".npz" else _resolve_run(run))
-        ckpt = checkpoint.load(path)
-        model_type = ckpt.meta.get("config", {}).get("model", {}).get("type", "?")
-        model = checkpoint.build_model(ckpt)
-        if not hasattr(model, "word_vectors") or ckpt.vocab is None:
-            fail(f"{run}: model '{model_type}' has no word vectors; plot-vectors needs a word-vector run "
-                 "(e.g. word2vec)", 2)
+        opened = open_run(run, needs="word vectors")
+        vocab = opened.vocab
         if not words:
-            words = ckpt.vocab.words[:top]  # ids are by decreasing frequency
+            words = vocab.words[:top]  # ids are by decreasing frequency
         if len(words) < 2:
             fail("plot-vectors needs at least 2 words, e.g. `--words king queen`", 2)
-        vectors = plot_mod.select_word_vectors(model.word_vectors(), ckpt.vocab, words)
+        vectors = plot_mod.select_word_vectors(opened.model.word_vectors(), vocab, words)
         coords, explained = plot_mod.pca_2d(vectors)
         if not _has_matplotlib():
             from nnctl.console import console, print_table
@@ -228,11 +225,5 @@ def plot_vectors(
             console().print(f"matplotlib is not installed: {plot_mod.INSTALL_HINT} to write {output}", markup=False)
             return
         plot_mod.plot_word_vectors(words, coords, explained, output, width=width, height=height, dpi=dpi,
-                                   title=f"{model_type}: {len(words)} word vectors, PCA")
+                                   title=f"{opened.model_type}: {len(words)} word vectors, PCA")
         print(f"wrote {output} ({width}x{height}, {len(words)} words)")
-
-
-def _resolve_run(path: Path) -> Path:
-    from nnctl.runs import resolve_run
-
-    return resolve_run(path)

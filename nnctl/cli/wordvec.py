@@ -10,23 +10,7 @@ from typing import Optional
 import typer
 
 from nnctl.cli.app import app, user_errors
-
-RUN_HELP = "A word-vector run folder (uses checkpoints/best.npz) or a .npz checkpoint."
-
-
-def load_word_vectors(run_or_checkpoint: Path):
-    """(vectors (V, D), Vocab) of a run; one CheckpointError line if it has none."""
-    from nnctl import checkpoint
-    from nnctl.errors import CheckpointError
-
-    ckpt = checkpoint.load(checkpoint.resolve_path(run_or_checkpoint))
-    model = checkpoint.build_model(ckpt)
-    if not hasattr(model, "word_vectors"):
-        raise CheckpointError(f"{run_or_checkpoint}: model '{ckpt.meta.get('model_type', '?')}' has no word vectors; "
-                              "similar, analogy and export work on cbow and ppmi_svd runs")
-    if ckpt.vocab is None:
-        raise CheckpointError(f"{ckpt.path}: the checkpoint holds no vocabulary; it was not written by nnctl train")
-    return model.word_vectors(), ckpt.vocab
+from nnctl.open_run import RUN_HELP
 
 
 def _print_ranked(title: str, ranked: list[tuple[str, float]]) -> None:
@@ -46,9 +30,11 @@ def similar(
     Example: `nnctl similar runs/cbow_ptb/20261130-101500 year -k 10`
     """
     from nnctl import wordvec
+    from nnctl.open_run import open_run
 
     with user_errors():
-        vectors, vocab = load_word_vectors(run)
+        opened = open_run(run, needs="word vectors")
+        vectors, vocab = opened.model.word_vectors(), opened.vocab
         _print_ranked(f"nearest to '{word}'", wordvec.nearest(vectors, vocab, word, k))
 
 
@@ -67,9 +53,11 @@ def analogy(
     Example: `nnctl analogy runs/cbow_ptb/20261130-101500 king man woman -k 5`
     """
     from nnctl import wordvec
+    from nnctl.open_run import open_run
 
     with user_errors():
-        vectors, vocab = load_word_vectors(run)
+        opened = open_run(run, needs="word vectors")
+        vectors, vocab = opened.model.word_vectors(), opened.vocab
         # wordvec.analogy(x, y, z) answers "x is to y as z is to ?" = y − x + z
         _print_ranked(f"{a} − {b} + {c}", wordvec.analogy(vectors, vocab, b, a, c, k))
 
@@ -93,9 +81,11 @@ def export(
     """
     from nnctl import wordvec
     from nnctl.console import console
+    from nnctl.open_run import open_run
 
     with user_errors():
-        vectors, vocab = load_word_vectors(run)
+        opened = open_run(run, needs="word vectors")
+        vectors, vocab = opened.model.word_vectors(), opened.vocab
         if format is ExportFormat.word2vec:
             wordvec.export_word2vec(vectors, vocab, output)
             console().print(f"wrote {len(vocab)} x {vectors.shape[1]} vectors to {output}")

@@ -41,7 +41,7 @@ def run_gensim(args, out_dir: Path) -> dict:
 
 def run_nnctl(config: str, args, out_dir: Path) -> dict:
     sys.path.insert(0, str(ROOT))
-    from nnctl import checkpoint
+    from nnctl.open_run import open_run
 
     runs_dir = Path(args.runs_dir or out_dir) / Path(config).stem
     start = time.perf_counter()
@@ -55,8 +55,8 @@ def run_nnctl(config: str, args, out_dir: Path) -> dict:
         if rec["split"] == "train":
             train_s += rec["elapsed"] - previous
         previous = rec["elapsed"]
-    ckpt = checkpoint.load(checkpoint.resolve_path(run))
-    model = checkpoint.build_model(ckpt)
+    opened = open_run(run, needs="word vectors")
+    ckpt, model = opened.checkpoint, opened.model
     import word_eval
 
     quality = word_eval.evaluate_all(ckpt.vocab.words, model.word_vectors())

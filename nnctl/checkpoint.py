@@ -201,7 +201,7 @@ def validate_meta(meta: dict[str, Any], path: Path, hint: str = LOAD_HINT) -> di
     """
     from nnctl import config as config_mod
     from nnctl.errors import ConfigError
-    from nnctl.trainer import Progress
+    from nnctl.progress import Progress
 
     def wrong(what: str) -> CheckpointError:
         return CheckpointError(f"{path}: meta {what}; {hint}")
@@ -271,3 +271,28 @@ def restore_rng_states(model, states: dict[str, Any]) -> None:
             except (TypeError, ValueError, KeyError) as error:
                 raise CheckpointError(f"the checkpoint's random state for '{key}' does not fit ({error}); "
                                       "it was saved from a different model") from None
+
+
+# -- a training run's checkpoints: what they hold besides the weights, and resuming from them --
+def training_meta(experiment: dict[str, Any], model_extras: dict[str, Any], model, progress: dict[str, Any],
+                  schedule) -> dict[str, Any]:
+    """The meta record of a training checkpoint: enough to rebuild the model and resume exactly."""
+    return {
+        "config": experiment,  # the resolved config
+        "model_extras": model_extras,  # the model's data-derived sizes (vocabulary, classes)
+        "model_type": experiment["model"]["type"],
+        "metric": model.metric,
+        "progress": progress,
+        "schedule": schedule.state_dict(),
+        "rng": rng_states(model),
+    }
+
+
+def restore_training(ckpt: Checkpoint, model, optimizer, schedule) -> tuple[dict[str, Any], Any]:
+    """Put a training checkpoint's weights, optimizer state, schedule and random states back
+    in place; return its progress record and the carried model state (the whole global batch's)."""
+    restore_model(model, ckpt)
+    optimizer.load_state_dict(ckpt.group("optim"))
+    schedule.load_state_dict(ckpt.meta.get("schedule", {}))
+    restore_rng_states(model, ckpt.meta.get("rng", {}))
+    return ckpt.meta["progress"], unflatten_state(ckpt.group("state"))

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from nnctl import streams
 from nnctl.config import TrainConfig
 from nnctl.errors import ConfigError
 
@@ -39,7 +40,7 @@ def jsonable(value: Any) -> Any:
 
 def model_rng(seed: int) -> np.random.Generator:
     """The generator for weight init and dropout; separate streams from data shuffling."""
-    return np.random.default_rng([seed, 0])
+    return streams.stream(seed, streams.MODEL)
 
 
 def config_dtype(cfg: dict[str, Any]) -> np.dtype:
@@ -67,7 +68,7 @@ def build_data(cfg: dict[str, Any], data_dir: str | None = None, vocab=None, dty
     from nnctl.data import DATASETS
 
     dtype = config_dtype(cfg) if dtype is None else dtype
-    extras = {"data_dir": data_dir, "dtype": dtype, "rng": np.random.default_rng([cfg["seed"], 2])}
+    extras = {"data_dir": data_dir, "dtype": dtype, "rng": streams.stream(cfg["seed"], streams.DATA)}
     if vocab is not None:
         extras["vocab"] = vocab
     return DATASETS.build(cfg["data"], "data", **extras)

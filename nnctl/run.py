@@ -35,7 +35,8 @@ from nnctl import __version__, checkpoint, distributed, experiment
 from nnctl import config as config_mod
 from nnctl.data.text import Vocab
 from nnctl.errors import CheckpointError, ConfigError, NnctlError, VocabError
-from nnctl.rundir import RunDir, atomic_write_text
+from nnctl.rundir import RunDir
+from nnctl.safe_files import atomic_write_text
 from nnctl.runs import is_run_folder
 from nnctl.trainer import Interrupted, SilentListener, Trainer, TrainingStopped
 

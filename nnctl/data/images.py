@@ -72,11 +72,13 @@ class IdxImageClassification(Dataset):
 
     def __init__(self, path: str | None = None, batch_size: int = 100, validation: int = 5000,
                  normalize: Literal["scale", "standardize"] = "scale", download: bool = True,
-                 *, data_dir: str | None, dtype):
+                 train_examples: int | None = None, *, data_dir: str | None, dtype):
         if batch_size <= 0:
             raise ValueError(f"batch_size must be > 0, got {batch_size}")
         if validation < 0:
             raise ValueError(f"validation must be >= 0, got {validation}")
+        if train_examples is not None and train_examples <= 0:
+            raise ValueError(f"train_examples must be > 0 (or null for all), got {train_examples}")
         folder = Path(path).expanduser() if path else default_data_dir(data_dir) / self.folder_name
         files = find_idx_files(folder, self.remotes, allow_download=download)
         train_x = read_idx(files["train-images-idx3-ubyte"], ndim=3)
@@ -97,7 +99,10 @@ class IdxImageClassification(Dataset):
         self.dtype = np.dtype(dtype)
         keep = len(train_x) - validation
         self.splits = ("train", "valid", "test") if validation else ("train", "test")
-        self.data = {"train": (train_x[:keep], train_y[:keep]), "test": (test_x, test_y)}
+        # train_examples: only the first N training images, to watch a model overfit (DLFS ch. 6
+        # trains on 300); the validation images stay the same
+        train_end = keep if train_examples is None else min(train_examples, keep)
+        self.data = {"train": (train_x[:train_end], train_y[:train_end]), "test": (test_x, test_y)}
         if validation:
             self.data["valid"] = (train_x[keep:], train_y[keep:])
         # uint8 (N, H, W) -> dtype (N, H, W, 1): channels last, see nnctl/layers/conv.py

@@ -16,7 +16,7 @@ from nnctl.layers.init import check_init, initial_weights
 class Linear(Layer):
     """y = x @ W + b.   x: (..., D_in) → y: (..., D_out);  W: (D_in, D_out), b: (D_out,)."""
 
-    def __init__(self, in_features: int, out_features: int, *, init: str = "he",
+    def __init__(self, in_features: int, out_features: int, *, init: str | float = "he",
                  rng: np.random.Generator, dtype=np.float32):
         if in_features <= 0 or out_features <= 0:
             raise ValueError(f"Linear sizes must be > 0, got {in_features} -> {out_features}")

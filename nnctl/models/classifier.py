@@ -10,8 +10,8 @@ from nnctl.models.base import LossOutput, Model
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
 
 
-def pick_init(init: str, activation: str) -> str:
-    """"auto": He for ReLU, Xavier for the saturating sigmoid / tanh."""
+def pick_init(init: str | float, activation: str) -> str | float:
+    """"auto": He for ReLU, Xavier for the saturating sigmoid / tanh; a name or a fixed std as it is."""
     if init == "auto":
         return "he" if activation == "relu" else "xavier"
     return init

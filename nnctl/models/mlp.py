@@ -17,13 +17,14 @@ class MLP(Classifier):
     batch norm (Ioffe & Szegedy 2015) and inverted dropout (Srivastava et al. 2014).
 
     x: (N, *input_shape) → logits (N, num_classes).
-    init "auto" picks He for ReLU and Xavier (std sqrt(1/fan_in)) for sigmoid / tanh.
+    init "auto" picks He for ReLU and Xavier (std sqrt(1/fan_in)) for sigmoid / tanh; a number
+    is a fixed standard deviation for every hidden layer (e.g. 0.01, as in DLFS ch. 6).
     """
 
     def __init__(self, hidden_sizes: list[int] = (256, 256),
                  activation: Literal["relu", "sigmoid", "tanh"] = "relu",
                  batch_norm: bool = False, dropout: float = 0.0,
-                 init: Literal["he", "xavier", "glorot", "auto"] = "auto",
+                 init: Literal["he", "xavier", "glorot", "auto"] | float = "auto",
                  *, input_shape, num_classes: int, rng: np.random.Generator, dtype):
         for i, size in enumerate(hidden_sizes):
             if size <= 0:

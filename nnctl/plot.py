@@ -309,3 +309,47 @@ def plot_gradient_flow(flows, labels: Sequence[str], path: Path, *,
     axes[-1].legend(fontsize=8, loc="best")
     fig.tight_layout()
     _save(fig, path, dpi)
+
+
+# -- sweeps: one curve per setting, the mean over its seeds with a band -------------------------
+
+def mean_curve(runs: Sequence[RunSummary], split: str, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(x, mean, std) of `key` on `split` over runs, at the points every run reached; None if none has it."""
+    series = [s[split] for s in (curves(r.records) for r in runs) if split in s and key in s[split]]
+    if not series:
+        return None
+    length = min(len(s["epoch"]) for s in series)
+    values = np.stack([s[key][:length] for s in series])
+    return series[0]["epoch"][:length], values.mean(axis=0), values.std(axis=0)
+
+
+def plot_sweep(results: Sequence[Any], path: Path, *, width: int = 1200, height: int = 450, dpi: int = 100) -> None:
+    """Train loss and validation metric per epoch: one colour per setting, its mean over seeds,
+    and a band of ± one standard deviation (sweep.SettingResult gives each setting's runs)."""
+    fig = _figure(width, height, dpi)
+    metric = next((r.metric for r in results if r.runs), "loss")
+    panels = [("train", "loss"), ("valid", metric)]
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for i, result in enumerate(results):
+        colour = f"C{i % 10}"
+        for ax, (split, key) in zip(axes, panels):
+            curve = mean_curve(result.runs, split, key)
+            if curve is None:
+                continue
+            x, mean, std = curve
+            ax.plot(x, mean, color=colour, marker="o" if len(x) <= 30 else None, markersize=3,
+                    label=f"{result.label} (n={len(result.runs)})")
+            if len(result.runs) > 1:
+                ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
+    for ax, (split, key) in zip(axes, panels):
+        ax.set_title(f"{split} {METRIC_TITLES.get(key, key)} (mean ± std over seeds)", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3)
+        if key == "accuracy":
+            ax.yaxis.set_major_formatter(_percent_formatter())
+        if key in ("perplexity", "loss") and _spans_decades(ax):
+            ax.set_yscale("log")
+    if axes[-1].lines:
+        axes[-1].legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    _save(fig, path, dpi)

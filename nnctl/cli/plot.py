@@ -54,12 +54,18 @@ def plot(
     Needs matplotlib (`pip install "nnctl[plot]"`); without it the curves are drawn in the
     terminal as sparklines.
 
+    A sweep folder (`nnctl sweep`) instead gets one curve per setting: the mean over its
+    seeds, with a band of ± one standard deviation.
+
     Example: `nnctl plot runs/lstm_ptb/20261130-101500 runs/lstm_ptb_dropout -o curves.png`
     """
     from nnctl import plot as plot_mod
 
     with user_errors():
         width, height = _sizes(size)
+        if len(runs) == 1 and not grads and _is_sweep(runs[0]):
+            _plot_sweep(runs[0], output, width, height, dpi)
+            return
         summaries, labels = _summaries(runs)
         if grads:
             _plot_grads(summaries, labels, output, width, height, dpi)
@@ -77,6 +83,23 @@ def plot(
             return
         plot_mod.plot_curves(summaries, labels, output, width=width, height=height, dpi=dpi)
         print(f"wrote {output} ({width}x{height}, {len(summaries)} run{'s' if len(summaries) > 1 else ''})")
+
+
+def _is_sweep(path: Path) -> bool:
+    from nnctl.sweep import SWEEP_FILE
+
+    return (Path(path) / SWEEP_FILE).is_file()
+
+
+def _plot_sweep(path: Path, output: Path, width: int, height: int, dpi: int) -> None:
+    from nnctl import plot as plot_mod
+    from nnctl.sweep import Sweep, compare_settings
+
+    results = [r for r in compare_settings(Sweep.open(path)) if r.runs]
+    if not results:
+        fail(f"{path}: no trial of this sweep has finished yet; wait for one, or see `nnctl runs {path}`", 1)
+    plot_mod.plot_sweep(results, output, width=width, height=height, dpi=dpi)
+    print(f"wrote {output} ({width}x{height}, {len(results)} setting{'s' if len(results) > 1 else ''})")
 
 
 def _plot_grads(summaries, labels, output: Path, width: int, height: int, dpi: int) -> None:

@@ -15,14 +15,25 @@ def runs(
 ):
     """List the runs under a folder: model, data, epochs, best validation and test metric, wall time, state.
 
+    A sweep folder (made by `nnctl sweep`) gets one row per setting instead: mean ± std over
+    seeds of the best validation and the test metric, best first.
+
     Example: `nnctl runs runs/`
     """
     from nnctl.console import format_value, print_table
     from nnctl.runs import find_runs, summarise_run
+    from nnctl.sweep import SWEEP_FILE, Sweep
 
     with user_errors():
         if not runs_dir.is_dir():
             fail(f"{runs_dir}: no such folder; runs are created by `nnctl train` under runs/", 2)
+        if (runs_dir / SWEEP_FILE).is_file():
+            from nnctl.cli.sweep import print_settings
+
+            sweep = Sweep.open(runs_dir)
+            sweep.refresh_states()
+            print_settings(sweep)
+            return
         rows = []
         for path in find_runs(runs_dir):
             run = summarise_run(path)

@@ -54,5 +54,5 @@ def test_train_examples_keeps_the_first_images_and_the_same_validation(mnist_dir
 
 
 def test_train_examples_must_be_positive(mnist_dir):
-    with pytest.raises(Exception, match="train_examples must be > 0"):
+    with pytest.raises(Exception, match="data.train_examples: must be > 0"):
         data(mnist_dir, train_examples=0)

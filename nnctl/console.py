@@ -18,6 +18,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
 from rich.table import Table
 from rich.text import Text
 
+from nnctl.metrics import METRICS, format_value
+
 
 # Every Console nnctl makes reads no markup: words, paths and run names come from the user
 # or from files ("lstm[v2]", "[/x]") and are printed as they are. Styles are given as
@@ -54,23 +56,9 @@ def print_error(message: str, label: str = "error", style: str = "bold red") -> 
     error_console().print(Text.assemble((f"{label}:", style), " ", message), soft_wrap=True)
 
 
-def format_value(key: str, value: Any) -> str:
-    if value is None:
-        return "-"
-    if key in ("accuracy", "token_accuracy"):
-        return f"{100 * value:.2f}%"
-    if key in ("perplexity", "loss"):
-        return f"{value:.4f}" if key == "loss" else f"{value:.2f}"
-    if key == "lr":
-        return f"{value:.4g}"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
 def describe_record(rec: dict[str, Any]) -> str:
     parts = [f"epoch {rec['epoch']}", f"step {rec['step']}", rec["split"]]
-    for key in ("loss", "perplexity", "accuracy", "token_accuracy"):
+    for key in METRICS:  # loss, perplexity, accuracy, token_accuracy
         if key in rec:
             parts.append(f"{key} {format_value(key, rec[key])}")
     if "throughput" in rec:

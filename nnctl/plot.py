@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from nnctl.errors import NnctlError, VocabError
+from nnctl.metrics import MAIN_METRICS, METRICS
 from nnctl.safe_files import atomic_write_bytes
 from nnctl.runs import RunSummary
 
@@ -104,12 +105,16 @@ def curves(records: list[dict[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-METRIC_TITLES = {"loss": "loss", "perplexity": "perplexity", "accuracy": "accuracy", "lr": "learning rate"}
+METRIC_TITLES = {**{name: metric.title for name, metric in METRICS.items()}, "lr": "learning rate"}
+
+
+def _is_percent(key: str) -> bool:
+    return key in METRICS and METRICS[key].percent
 
 
 def curve_panels(runs: Sequence[RunSummary]) -> list[str]:
     """The panels a set of runs needs: loss, each main metric they report, learning rate."""
-    metrics = [m for m in ("perplexity", "accuracy") if any(r.metric == m for r in runs)]
+    metrics = [m for m in MAIN_METRICS if any(r.metric == m for r in runs)]
     return ["loss", *metrics, "lr"]
 
 
@@ -136,7 +141,7 @@ def plot_curves(runs: Sequence[RunSummary], labels: Sequence[str], path: Path, *
         ax.set_title(METRIC_TITLES[key] + (" (train —, valid --)" if key != "lr" else ""), fontsize=10)
         ax.set_xlabel("epoch")
         ax.grid(True, alpha=0.3)
-        if key == "accuracy":
+        if _is_percent(key):
             ax.yaxis.set_major_formatter(_percent_formatter())
         if key in ("perplexity", "lr") and _spans_decades(ax):
             ax.set_yscale("log")
@@ -323,32 +328,50 @@ def mean_curve(runs: Sequence[RunSummary], split: str, key: str) -> tuple[np.nda
     return series[0]["epoch"][:length], values.mean(axis=0), values.std(axis=0)
 
 
-def plot_sweep(results: Sequence[Any], path: Path, *, width: int = 1200, height: int = 450, dpi: int = 100) -> None:
+def plot_sweep(results: Sequence[Any], path: Path, *, target: float | None = None, width: int = 1200,
+               height: int = 450, dpi: int = 100) -> None:
     """Train loss and validation metric per epoch: one colour per setting, its mean over seeds,
-    and a band of ± one standard deviation (sweep.SettingResult gives each setting's runs)."""
+    and a band of ± one standard deviation (sweep.SettingResult gives each setting's runs).
+
+    target: a line at that validation value, each setting's mean steps to reach it in the
+    legend, and the ratio of the slowest setting's steps to the fastest's in the title."""
     fig = _figure(width, height, dpi)
     metric = next((r.metric for r in results if r.runs), "loss")
     panels = [("train", "loss"), ("valid", metric)]
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    mean_steps = {}
+    for result in results if target is not None else ():
+        reached = [s for s in result.steps_to(target) if s is not None]
+        if len(reached) == len(result.runs):  # every seed got there
+            mean_steps[result.label] = float(np.mean(reached))
     for i, result in enumerate(results):
         colour = f"C{i % 10}"
+        label = f"{result.label} (n={len(result.runs)})"
+        if target is not None:
+            steps = mean_steps.get(result.label)
+            label += f", {steps:,.0f} steps to target" if steps is not None else ", target not reached"
         for ax, (split, key) in zip(axes, panels):
             curve = mean_curve(result.runs, split, key)
             if curve is None:
                 continue
             x, mean, std = curve
-            ax.plot(x, mean, color=colour, marker="o" if len(x) <= 30 else None, markersize=3,
-                    label=f"{result.label} (n={len(result.runs)})")
+            ax.plot(x, mean, color=colour, marker="o" if len(x) <= 30 else None, markersize=3, label=label)
             if len(result.runs) > 1:
                 ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
     for ax, (split, key) in zip(axes, panels):
         ax.set_title(f"{split} {METRIC_TITLES.get(key, key)} (mean ± std over seeds)", fontsize=10)
         ax.set_xlabel("epoch")
         ax.grid(True, alpha=0.3)
-        if key == "accuracy":
+        if _is_percent(key):
             ax.yaxis.set_major_formatter(_percent_formatter())
         if key in ("perplexity", "loss") and _spans_decades(ax):
             ax.set_yscale("log")
+    if target is not None:
+        axes[-1].axhline(target, color="grey", linestyle=":", linewidth=1)
+        if len(mean_steps) >= 2:
+            fastest, slowest = min(mean_steps.values()), max(mean_steps.values())
+            fig.suptitle(f"steps to valid {metric} {target:g}: the slowest setting needs "
+                         f"{slowest / fastest:.1f}x the fastest's", fontsize=11)
     if axes[-1].lines:
         axes[-1].legend(fontsize=8, loc="best")
     fig.tight_layout()

@@ -11,16 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from nnctl.errors import CheckpointError
+from nnctl.metrics import MAIN_METRICS, higher_is_better
 from nnctl.rundir import RunDir
 from nnctl.safe_files import read_jsonl
-
-# Metrics a model can report besides the loss; the first one present in the records is "the" metric.
-MAIN_METRICS = ("perplexity", "accuracy")
-
-
-def higher_is_better(metric: str) -> bool:
-    return metric == "accuracy"
-
 
 @dataclass
 class RunSummary:

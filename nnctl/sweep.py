@@ -393,14 +393,29 @@ class SettingResult:
     metric: str
 
     def values(self, which: str) -> list[float]:
-        picked = [r.best_valid if which == "valid" else r.test for r in self.runs]
+        """Each finished run's best validation ("valid"), test ("test") or last training ("train") metric."""
+        if which == "train":
+            picked = [r.final.get("train", {}).get(self.metric) for r in self.runs]
+        else:
+            picked = [r.best_valid if which == "valid" else r.test for r in self.runs]
         return [v for v in picked if v is not None]
 
     def mean_std(self, which: str) -> tuple[float | None, float | None]:
-        values = self.values(which)
-        if not values:
-            return None, None
-        return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None
+        return mean_std(self.values(which))
+
+    def steps_to(self, target: float) -> list[int | None]:
+        """Each run's first step whose validation metric reached `target` (None: never)."""
+        better = higher_is_better(self.metric)
+        return [next((r["step"] for r in run.records if r.get("split") == "valid" and self.metric in r
+                      and (r[self.metric] >= target if better else r[self.metric] <= target)), None)
+                for run in self.runs]
+
+
+def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (None for fewer than two values)."""
+    if not values:
+        return None, None
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None
 
 
 def compare_settings(sweep: Sweep) -> list[SettingResult]:

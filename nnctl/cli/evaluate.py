@@ -27,7 +27,8 @@ def eval_(
     Example: `nnctl eval runs/lstm_ptb_small/20261130-101500 --split test`
     """
     from nnctl import experiment
-    from nnctl.console import format_value, print_table
+    from nnctl.console import print_table
+    from nnctl.metrics import format_value
     from nnctl.open_run import open_run
     from nnctl.trainer import score
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import typer
@@ -45,6 +46,8 @@ def plot(
     dpi: int = typer.Option(100, "--dpi", min=20, max=600, help="Dots per inch (text size scales with it)."),
     grads: bool = typer.Option(False, "--grads", help="Draw the gradient norms the runs logged "
                                "(train.log_grad_norms: true) instead, per parameter, log scale."),
+    target: Optional[float] = typer.Option(None, "--target", help="A sweep folder: mark this validation value "
+                                           "and give each setting's steps to reach it (e.g. 0.85)."),
 ):
     """Learning curves: loss, accuracy or perplexity (train and valid) and learning rate per epoch.
 
@@ -64,8 +67,10 @@ def plot(
     with user_errors():
         width, height = _sizes(size)
         if len(runs) == 1 and not grads and _is_sweep(runs[0]):
-            _plot_sweep(runs[0], output, width, height, dpi)
+            _plot_sweep(runs[0], output, width, height, dpi, target)
             return
+        if target is not None:
+            fail(f"--target {target}: only for a sweep folder (one with sweep.yaml)", 2)
         summaries, labels = _summaries(runs)
         if grads:
             _plot_grads(summaries, labels, output, width, height, dpi)
@@ -91,14 +96,14 @@ def _is_sweep(path: Path) -> bool:
     return (Path(path) / SWEEP_FILE).is_file()
 
 
-def _plot_sweep(path: Path, output: Path, width: int, height: int, dpi: int) -> None:
+def _plot_sweep(path: Path, output: Path, width: int, height: int, dpi: int, target: float | None) -> None:
     from nnctl import plot as plot_mod
     from nnctl.sweep import Sweep, compare_settings
 
     results = [r for r in compare_settings(Sweep.open(path)) if r.runs]
     if not results:
         fail(f"{path}: no trial of this sweep has finished yet; wait for one, or see `nnctl runs {path}`", 1)
-    plot_mod.plot_sweep(results, output, width=width, height=height, dpi=dpi)
+    plot_mod.plot_sweep(results, output, target=target, width=width, height=height, dpi=dpi)
     print(f"wrote {output} ({width}x{height}, {len(results)} setting{'s' if len(results) > 1 else ''})")
 
 
@@ -136,7 +141,8 @@ def _terminal_curves(summaries, labels) -> None:
     """The same curves as the PNG, as one sparkline row per run, split and quantity."""
     from rich.table import Table
 
-    from nnctl.console import console, format_value
+    from nnctl.console import console
+    from nnctl.metrics import format_value
     from nnctl.plot import curve_panels, curves, sparkline
 
     table = Table(title="learning curves (per epoch; ▁ lowest, █ highest)", title_justify="left")
@@ -166,7 +172,8 @@ def compare(
 
     Example: `nnctl compare runs/lstm_ptb/20261130-101500 runs/lstm_ptb/20261201-090000`
     """
-    from nnctl.console import format_value, print_table
+    from nnctl.console import print_table
+    from nnctl.metrics import format_value
     from nnctl.runs import differing_keys
 
     with user_errors():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -12,6 +13,8 @@ from nnctl.cli.app import app, fail, user_errors
 @app.command()
 def runs(
     runs_dir: Path = typer.Argument(Path("runs"), help="Folder of runs (default: runs/)."),
+    target: Optional[float] = typer.Option(None, "--target", help="A sweep folder: also give the steps each "
+                                           "setting's validation metric took to reach this value (e.g. 0.85)."),
 ):
     """List the runs under a folder: model, data, epochs, best validation and test metric, wall time, state.
 
@@ -20,7 +23,8 @@ def runs(
 
     Example: `nnctl runs runs/`
     """
-    from nnctl.console import format_value, print_table
+    from nnctl.console import print_table
+    from nnctl.metrics import format_value
     from nnctl.runs import find_runs, summarise_run
     from nnctl.sweep import SWEEP_FILE, Sweep
 
@@ -32,8 +36,10 @@ def runs(
 
             sweep = Sweep.open(runs_dir)
             sweep.refresh_states()
-            print_settings(sweep)
+            print_settings(sweep, target)
             return
+        if target is not None:
+            fail(f"--target {target}: only for a sweep folder (one with sweep.yaml)", 2)
         rows = []
         for path in find_runs(runs_dir):
             run = summarise_run(path)

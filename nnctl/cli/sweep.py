@@ -119,24 +119,39 @@ def _plan(config, fixed, grid, seeds, sample, trials, sweep_seed, jobs, runs_dir
     return plan, data
 
 
-def print_settings(plan) -> None:
-    """One row per setting: finished seeds, best validation and test metric as mean ± std, best first."""
+def print_settings(plan, target: float | None = None) -> None:
+    """One row per setting: finished seeds; the last training, best validation and test metric as
+    mean ± std, best validation first; with a target, the steps the validation metric took to reach it."""
     from nnctl.console import print_table
     from nnctl.metrics import format_value
-    from nnctl.sweep import compare_settings
+    from nnctl.sweep import compare_settings, mean_std
 
     results = compare_settings(plan)
     if not results:
         return
     metric = next((r.metric for r in results if r.runs), results[0].metric)
 
-    def cell(result, which: str) -> str:
-        mean, std = result.mean_std(which)
-        if mean is None:
-            return "-"
-        return format_value(metric, mean) + (f" ± {format_value(metric, std)}" if std is not None else "")
+    def text(mean, std, fmt) -> str:
+        return "-" if mean is None else fmt(mean) + (f" ± {fmt(std)}" if std is not None else "")
 
-    rows = [[r.label, f"{len(r.runs)}/{r.trials}", cell(r, "valid"), cell(r, "test")] for r in results]
-    print_table(f"{plan.path}: {metric}, mean ± std over seeds, best first",
-                ["setting", "runs", f"best valid {metric}", f"test {metric}"], rows)
+    def value(v) -> str:
+        return format_value(metric, v)
 
+    def steps(result) -> str:
+        reached = [s for s in result.steps_to(target) if s is not None]
+        never = len(result.runs) - len(reached)
+        if not reached:
+            return "never" if result.runs else "-"
+        return text(*mean_std(reached), lambda v: f"{v:,.0f}") + (f" ({never} never)" if never else "")
+
+    columns = ["setting", "runs", f"train {metric}", f"best valid {metric}", f"test {metric}"]
+    short = ["setting", "runs", "train", "best valid", "test"]  # when the table is too wide: two lines a row
+    rows = [[r.label, f"{len(r.runs)}/{r.trials}", text(*r.mean_std("train"), value),
+             text(*r.mean_std("valid"), value), text(*r.mean_std("test"), value)] for r in results]
+    if target is not None:
+        columns.append(f"steps to valid {value(target)}")
+        short.append(f"steps to {value(target)}")
+        for row, result in zip(rows, results):
+            row.append(steps(result))
+    print_table(f"{plan.path}: {metric}, mean ± std over seeds (train: the last epoch's running value), best first",
+                columns, rows, stacked=short)

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from nnctl.errors import NnctlError, VocabError
-from nnctl.metrics import MAIN_METRICS, METRICS
+from nnctl.metrics import MAIN_METRICS, METRICS, format_value
 from nnctl.safe_files import atomic_write_bytes
 from nnctl.runs import RunSummary
 
@@ -370,7 +370,7 @@ def plot_sweep(results: Sequence[Any], path: Path, *, target: float | None = Non
         axes[-1].axhline(target, color="grey", linestyle=":", linewidth=1)
         if len(mean_steps) >= 2:
             fastest, slowest = min(mean_steps.values()), max(mean_steps.values())
-            fig.suptitle(f"steps to valid {metric} {target:g}: the slowest setting needs "
+            fig.suptitle(f"steps to valid {metric} {format_value(metric, target)}: the slowest setting needs "
                          f"{slowest / fastest:.1f}x the fastest's", fontsize=11)
     if axes[-1].lines:
         axes[-1].legend(fontsize=8, loc="best")

@@ -25,7 +25,8 @@ def sweep(
     trials: Optional[int] = typer.Option(None, "--trials", help="With --sample: how many random settings "
                                          "(default 10)."),
     sweep_seed: int = typer.Option(0, "--sweep-seed", help="Seed of the random search's draws."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Trials at once, each a process with cores/JOBS threads."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Trials at once, each a process with "
+                                       "cores/JOBS threads (default 1; resuming: as the sweep was started)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Finish a sweep folder: resume its interrupted "
                                           "trials exactly and start the ones that never ran."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where the sweep folder is made "
@@ -51,16 +52,17 @@ def sweep(
     from nnctl import sweep as sweep_mod
 
     with user_errors():
-        if jobs < 1:
+        if jobs is not None and jobs < 1:
             fail(f"--jobs {jobs}: give at least 1 (trials at once)", 2)
         if resume is not None:
             if config is not None or grid or sample or seeds or set_ or trials is not None or dry_run:
                 fail("--resume SWEEP_DIR continues a sweep as it was planned; give no CONFIG, --grid, "
                      "--sample, --seeds, --set, --trials or --dry-run with it", 2)
             plan = sweep_mod.Sweep.open(resume)
-            plan.jobs = jobs
+            jobs = plan.jobs = jobs or plan.jobs
             data = str(data_dir) if data_dir else plan.data_dir
         else:
+            jobs = jobs or 1
             plan, data = _plan(config, set_, grid, seeds, sample, trials, sweep_seed, jobs, runs_dir, data_dir,
                                dry_run)
             if plan is None:
@@ -81,8 +83,7 @@ def sweep(
         completed = sweep_mod.run_trials(plan, jobs, data, on_event)
         print_settings(plan)
         if not completed:
-            print(f"interrupted: resume with: nnctl sweep --resume {plan.path}"
-                  + (f" --jobs {jobs}" if jobs > 1 else ""), flush=True)
+            print(f"interrupted: resume with: nnctl sweep --resume {plan.path}", flush=True)
             raise typer.Exit(130)
         failed = [t for t in plan.trials if t.state == sweep_mod.FAILED]
         for trial in failed:

@@ -22,6 +22,7 @@ from typing import Iterator
 
 import numpy as np
 
+from nnctl import streams
 from nnctl.data.base import DATASETS, Dataset
 from nnctl.data.download import find_file
 from nnctl.data.text import EOS, Vocab
@@ -194,7 +195,7 @@ class Addition(PairData):
 
     def __init__(self, num_examples: int = 50_000, valid: int = 1000, test: int = 5000, seed: int = 1,
                  batch_size: int = 128, *, data_dir: str | None = None, vocab: Vocab | None = None):
-        rng = np.random.default_rng([seed, 19])
+        rng = streams.stream(seed, streams.ADDITION_PROBLEMS)
         pairs = addition_pairs(num_examples, rng)
         super().__init__(split_pairs(pairs, valid, test, rng, "data (addition)"), batch_size, vocab,
                          "data (addition)")
@@ -243,7 +244,7 @@ class Dates(PairData):
 
     def __init__(self, num_examples: int = 50_000, valid: int = 1000, test: int = 5000, seed: int = 1,
                  batch_size: int = 128, *, data_dir: str | None = None, vocab: Vocab | None = None):
-        rng = np.random.default_rng([seed, 20])
+        rng = streams.stream(seed, streams.DATE_PROBLEMS)
         pairs = date_pairs(num_examples, rng)
         super().__init__(split_pairs(pairs, valid, test, rng, "data (dates)"), batch_size, vocab, "data (dates)")
 
@@ -286,5 +287,5 @@ class SeqPairs(PairData):
             raise ValueError("separator must not be empty")
         where = f"data ({path})"
         pairs = read_pairs(find_file(path, data_dir), separator, strip)
-        super().__init__(split_pairs(pairs, valid, test, np.random.default_rng([seed, 21]), where), batch_size,
+        super().__init__(split_pairs(pairs, valid, test, streams.stream(seed, streams.PAIR_SPLIT), where), batch_size,
                          vocab, where)

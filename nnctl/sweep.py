@@ -37,6 +37,7 @@ from nnctl import __version__
 from nnctl import config as config_mod
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.metrics import higher_is_better
+from nnctl.rundir import RunDir
 from nnctl.runs import RunSummary, is_run_folder, summarise_run
 from nnctl.safe_files import atomic_write_text
 
@@ -273,10 +274,8 @@ class Sweep:
                 continue
             state = summarise_run(path).state
             has_last = (path / "checkpoints" / "last.npz").is_file()
-            if state == FINISHED:
-                trial.state = FINISHED
-            elif state == FAILED and trial.state == FAILED:
-                trial.state = FAILED
+            if state in (FINISHED, FAILED):  # a failed trial would fail again: it stays as it ended
+                trial.state = state
             else:  # interrupted, or a process killed while running: resumable from `last`, else anew
                 trial.state = INTERRUPTED if has_last else PENDING
 
@@ -320,6 +319,15 @@ def run_trials(sweep: Sweep, jobs: int, data_dir: str | None = None,
     Ctrl-C reaches them only through here, once.
     """
     on_event = on_event or (lambda what, trial: None)
+    lock = RunDir(sweep.path)  # one process runs a sweep at a time; its trials are locked each by theirs
+    lock.lock()
+    try:
+        return _run_trials(sweep, jobs, data_dir, on_event, poll_seconds)
+    finally:
+        lock.unlock()
+
+
+def _run_trials(sweep: Sweep, jobs: int, data_dir: str | None, on_event, poll_seconds: float) -> bool:
     sweep.refresh_states()
     waiting = [t for t in sweep.trials if t.state in (PENDING, INTERRUPTED)]
     for trial in waiting:
@@ -445,7 +453,7 @@ def describe_failure(sweep: Sweep, trial: Trial) -> str:
         lines = [l for l in sweep.log_path(trial).read_text(encoding="utf-8", errors="replace").splitlines() if l]
     except OSError:
         lines = []
-    return lines[-1] if lines else "it printed nothing"
+    return lines[-1].removeprefix("error: ") if lines else "it printed nothing"
 
 
 class SweepError(NnctlError):

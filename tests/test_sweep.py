@@ -216,3 +216,33 @@ def test_resume_on_a_damaged_sweep_record(tmp_path):
     (tmp_path / "sweep.yaml").write_text("trials: [1, 2")
     result = runner.invoke(app, ["sweep", "--resume", str(tmp_path)])
     assert result.exit_code == 2 and "not a sweep record" in result.output
+
+
+def test_a_failed_trial_is_reported_and_not_run_again(tmp_path, mlp_config, mnist_dir):
+    args = ["sweep", str(mlp_config), "--grid", "optimizer.lr=0.01,1e30", "--set", "train.epochs=1",
+            "--runs-dir", str(tmp_path / "runs"), "--data-dir", str(mnist_dir)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "trial-01 failed: non-finite loss" in result.output, result.output
+    (sweep_dir,) = sweep_dirs(tmp_path / "runs")
+    assert [t.state for t in sweep_mod.Sweep.open(sweep_dir).trials] == ["finished", "failed"]
+    log = (sweep_dir / "logs" / "trial-01.txt").read_text()
+    again = runner.invoke(app, ["sweep", "--resume", str(sweep_dir)])
+    assert again.exit_code == 1 and (sweep_dir / "logs" / "trial-01.txt").read_text() == log  # not rerun
+    assert len(list((sweep_dir / "trial-01").iterdir())) == 1
+
+
+def test_one_process_runs_a_sweep_at_a_time(tmp_path, mlp_config):
+    from nnctl.rundir import RunDir
+
+    made = runner.invoke(app, ["sweep", str(mlp_config), "--seeds", "1", "--set", "data.type=no_such_data",
+                               "--runs-dir", str(tmp_path / "runs")])
+    assert made.exit_code == 2 and not (tmp_path / "runs").exists()  # checked before any folder
+    plan = sweep_mod.Sweep.create(tmp_path / "runs", "sweepy", mlp_config, sweep_mod.plan_trials([], [], 1, [1], 0))
+    holder = RunDir(plan.path)
+    holder.lock()
+    try:
+        result = runner.invoke(app, ["sweep", "--resume", str(plan.path)])
+    finally:
+        holder.unlock()
+    assert result.exit_code == 1 and "is training this run now" in result.output, result.output
+    assert not (plan.path / "trial-00").exists()

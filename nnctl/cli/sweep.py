@@ -87,8 +87,9 @@ def sweep(
             raise typer.Exit(130)
         failed = [t for t in plan.trials if t.state == sweep_mod.FAILED]
         for trial in failed:
-            print(f"{trial.name} failed: {sweep_mod.describe_failure(plan, trial)} "
-                  f"(all it printed: {plan.log_path(trial)})", file=sys.stderr)
+            print(f"{trial.name} failed: {sweep_mod.describe_failure(plan, trial)} (all it printed: "
+                  f"{plan.log_path(trial)}; to try it again, delete {plan.path / trial.name} and resume)",
+                  file=sys.stderr)
         if failed:
             raise typer.Exit(1)
 

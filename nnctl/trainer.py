@@ -3,8 +3,10 @@
 Each step does, in order: set the lr from the schedule, zero_grad, forward (the model's
 loss), backward, check for NaN/inf, clip, optimizer step. Every epoch it evaluates on the
 validation split, appends one JSON record per evaluation to metrics.jsonl, saves `last`,
-and saves `best` when the validation metric improved. At the end it scores the test
-split with the best weights.
+and saves `best` when the validation metric improved (Progress.observe_validation, which
+also counts towards early stopping). At the end it scores the test split with the best
+weights. What a checkpoint holds besides the weights, and resuming from one, is in
+checkpoint.py; the run folder's life around the Trainer (status, signals) in run.py.
 
 The Trainer never prints: it reports to a `listener` (console.py draws progress bars;
 tests pass a silent one).
@@ -23,7 +25,6 @@ import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
-
 
 from nnctl import checkpoint, streams
 from nnctl.backend import tree_to_device

@@ -366,8 +366,9 @@ def _run_trials(sweep: Sweep, jobs: int, data_dir: str | None, on_event, poll_se
                 state = summarise_run(path).state if path is not None else FAILED
                 if process.returncode == 0 and state == FINISHED:
                     trial.state = FINISHED
-                elif process.returncode in (130, 143) and path is not None:
-                    trial.state = INTERRUPTED if (path / "checkpoints" / "last.npz").is_file() else PENDING
+                elif process.returncode in (130, 143):  # stopped before its first save: it starts anew
+                    saved = path is not None and (path / "checkpoints" / "last.npz").is_file()
+                    trial.state = INTERRUPTED if saved else PENDING
                 else:
                     trial.state = FAILED
                 sweep.save()

@@ -21,8 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 from nnctl import config as config_mod  # noqa: E402
-from nnctl import distributed, experiment, streams  # noqa: E402
-from nnctl.trainer import Trainer  # noqa: E402
+from nnctl import distributed, run, streams  # noqa: E402
 
 
 def main() -> None:
@@ -35,10 +34,7 @@ def main() -> None:
 
     comm = distributed.get_communicator()
     cfg = config_mod.load(Path(args.config))
-    exp = experiment.build(cfg, args.data_dir)
-    distributed.check_shardable(comm, exp.data, exp.model, cfg["model"]["type"])
-    trainer = Trainer(exp.model, exp.data, exp.optimizer, exp.schedule, exp.train, cfg, exp.model_extras,
-                      comm=comm, device=cfg["device"])
+    exp, trainer = run.build_trainer(cfg, args.data_dir, comm=comm)
     distributed.prepare_ranks(comm, exp.model, exp.optimizer, cfg["seed"], 0)
     batches = exp.data.batches("train", rng=streams.stream(cfg["seed"], streams.EPOCH_ORDER, 0))
     items, started = 0, None

@@ -37,7 +37,8 @@ sys.path[:0] = [str(ROOT), str(HERE)]
 
 import numpy as np  # noqa: E402
 
-from nnctl import backend, experiment, streams  # noqa: E402
+from nnctl import backend, streams  # noqa: E402
+from nnctl.run import build_trainer  # noqa: E402
 from nnctl.trainer import Trainer  # noqa: E402
 
 # float32 keeps ~7 digits, and a GPU sums products in another order than OpenBLAS: each
@@ -67,11 +68,7 @@ def load_config(name: str, device: str, tiny: bool, extra: list[str] = ()) -> di
 
 
 def build(cfg: dict, data_dir: str) -> tuple:
-    exp = experiment.build(cfg, data_dir=data_dir)
-    trainer = Trainer(exp.model, exp.data, exp.optimizer, exp.schedule, exp.train, cfg, exp.model_extras,
-                      device=cfg["device"])
-    trainer._started = time.perf_counter()
-    return exp, trainer
+    return build_trainer(cfg, data_dir)
 
 
 def train_batches(trainer: Trainer, seed: int):

@@ -17,15 +17,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import nnctl  # noqa: E402,F401  before NumPy, as the `nnctl` command does
 import numpy as np  # noqa: E402
-from nnctl import config, experiment, streams  # noqa: E402
-from nnctl.trainer import Trainer  # noqa: E402
+from nnctl import config, run, streams  # noqa: E402
 
 
 def trial(config_path: str, overrides: list[str], lr: float, steps: int, data_dir: str | None) -> list[float]:
     cfg = config.load(Path(config_path), [*overrides, f"optimizer.lr={lr}"])
-    exp = experiment.build(cfg, data_dir=data_dir)
-    trainer = Trainer(model=exp.model, data=exp.data, optimizer=exp.optimizer, schedule=exp.schedule,
-                      config=exp.train, experiment=cfg, model_extras=exp.model_extras)
+    exp, trainer = run.build_trainer(cfg, data_dir)
     losses = []
     for batch in exp.data.batches("train", rng=streams.stream(cfg["seed"], streams.EPOCH_ORDER, 0)):
         out = trainer.step(batch)

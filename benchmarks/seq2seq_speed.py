@@ -27,11 +27,9 @@ from run import DEFAULT_PEER_PYTHON, Child  # noqa: E402
 
 def nnctl_phases(cfg: dict):
     """turns' phases for nnctl's model on the config's data, warmed up."""
-    from nnctl import experiment
-    from nnctl.trainer import Trainer
+    from nnctl import run
 
-    exp = experiment.build(cfg)
-    trainer = Trainer(exp.model, exp.data, exp.optimizer, exp.schedule, exp.train, cfg, exp.model_extras)
+    exp, trainer = run.build_trainer(cfg)
     import numpy as np
 
     def forever(split, batch_size=None):

@@ -1,6 +1,6 @@
 """The GPU path, checked on a real GPU in one command (about 5 minutes, no network):
 
-    python benchmarks/gpu_check.py --data-dir /work/shared/data
+    python benchmarks/gpu_check.py --data-dir ~/data
 
 1. tests: tests/test_device.py and tests/test_cupy_names.py with NNCTL_TEST_DEVICE=gpu, so
    the stand-in's tests (every tiny config trains, resumes and equals the CPU in float64;

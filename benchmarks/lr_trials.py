@@ -1,7 +1,7 @@
 """Short learning-rate trials: train a config for a few hundred steps at each rate, print the mean loss.
 
     python3 benchmarks/lr_trials.py configs/studies/cells_ptb.yaml --set model.cell=rnn \
-        --lr 20 5 2 1 0.5 --steps 300 --data-dir /work/shared/data
+        --lr 20 5 2 1 0.5 --steps 300 --data-dir ~/data
 
 Each trial builds the experiment afresh and runs Trainer.step on the first `--steps` training
 batches (seeded order), as `nnctl train` would, and prints the mean training loss over the

@@ -40,7 +40,7 @@ def is_sparse(frame: str) -> bool:
 
 
 def short_path(path: str) -> str:
-    """nnctl/layers/recurrent.py instead of /work/wt/.../nnctl/layers/recurrent.py."""
+    """nnctl/layers/recurrent.py instead of the absolute path of a checkout."""
     for anchor in ("nnctl/", "numpy/", "scipy/", "benchmarks/"):
         at = path.rfind(anchor)
         if at >= 0:

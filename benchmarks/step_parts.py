@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where a language model's training step goes: milliseconds per part, inside a real loop.
 
-    python3 benchmarks/step_parts.py lm_book --data-dir /work/shared/data --steps 50
+    python3 benchmarks/step_parts.py lm_book --data-dir ~/data --steps 50
 
 Builds the workload as benchmarks/worker.py does (so `nnctl` is imported before NumPy and
 OpenBLAS gets nnctl's thread timeout), runs Trainer.step on real batches, and times each

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """nnctl word vectors (cbow, ppmi_svd) against gensim's CBOW on Penn Treebank, in one session.
 
-    python3 benchmarks/w2v_compare.py --data-dir /work/shared/data \
-        --gensim-python /tmp/peers/bin/python --bench-dir /work/shared/bench
+    python3 benchmarks/w2v_compare.py --data-dir ~/data \
+        --gensim-python /tmp/peers/bin/python --bench-dir ../shared/bench
 
 1. gensim: runs <bench-dir>/w2v_gensim.py (2 workers, sample 1e-3, the cbow_ptb sizes) with
    the given interpreter (a venv with gensim), and reads its summary;
@@ -82,7 +82,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", required=True, help="folder with ptb/ (and word-eval/ for the bench scripts)")
     ap.add_argument("--gensim-python", default=None, help="python of a venv with gensim; omit to skip gensim")
-    ap.add_argument("--bench-dir", default="/work/shared/bench", help="folder with w2v_gensim.py and word_eval.py")
+    ap.add_argument("--bench-dir", required=True, help="folder with the reference peers w2v_gensim.py and word_eval.py")
     ap.add_argument("--repeats", type=int, default=1, help="gensim runs (the median-time one is shown)")
     ap.add_argument("--configs", nargs="+", default=["configs/cbow_ptb.yaml", "configs/ppmi_svd_ptb.yaml"])
     ap.add_argument("--runs-dir", default=None, help="keep the nnctl runs here (default: a temporary folder)")

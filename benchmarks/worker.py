@@ -2,7 +2,7 @@
 
 Run by benchmarks/run.py (one process per workload, so peak memory is the workload's own):
 
-    python3 benchmarks/worker.py lm_small --data-dir /work/shared/data --seconds 30
+    python3 benchmarks/worker.py lm_small --data-dir ~/data --seconds 30
 
 Everything is built from the real configs through nnctl.config / nnctl.experiment and
 driven through nnctl.trainer.Trainer.step (training) and model.loss in eval mode (what

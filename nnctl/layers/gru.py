@@ -51,7 +51,8 @@ class GRU(Layer):
     def initial_state(self, batch_size: int, like):
         return get_xp(like).zeros((batch_size, self.hidden_dim), dtype=like.dtype)
 
-    def forward(self, x, state=None):
+    def forward(self, x, state=None, wh_scale=None):
+        """wh_scale: None, or a weight-drop mask like Wh (layers/regularisers.py) for this window."""
         xp = get_xp(x)
         N, T, _ = x.shape
         H = self.hidden_dim
@@ -61,7 +62,8 @@ class GRU(Layer):
         G = (x2d @ self.Wx.data + self.b.data).reshape(T, N, 3 * H)
         HN = xp.empty((T, N, H), dtype=x.dtype)  # h_{t-1} @ Wh_n + bh_n, which dr needs
         Y = xp.empty_like(HN)  # outputs h_t
-        WhT = xp.ascontiguousarray(self.Wh.data.T)  # (3H, H), for rows_times
+        Wh = self.Wh.data if wh_scale is None else self.Wh.data * wh_scale  # weight drop: Wh * M
+        WhT = xp.ascontiguousarray(Wh.T)  # (3H, H), for rows_times
         h = h0
         for t in range(T):
             hw = rows_times(h, WhT)  # h_{t-1} @ Wh, (N, 3H)
@@ -77,12 +79,12 @@ class GRU(Layer):
             h_new *= z
             h_new += n  # h = n + z * (h_prev - n) = (1 - z) * n + z * h_prev
             h = h_new
-        self.cache = (x2d, h0, G, HN, Y)
+        self.cache = (x2d, h0, G, HN, Y, Wh, wh_scale)
         return from_time_major(Y), h.copy()
 
     def backward(self, dy, dstate=None):
         """dy: (N, T, H); dstate: the gradient of the returned h_T, or None (zero)."""
-        x2d, h0, G, HN, Y = self.cache
+        x2d, h0, G, HN, Y, Wh, wh_scale = self.cache
         xp = get_xp(dy)
         T, N, H = Y.shape
         dy = dy.transpose(1, 0, 2)  # (T, N, H)
@@ -100,7 +102,6 @@ class GRU(Layer):
         dh_next = xp.zeros((N, H), dtype=dy.dtype)  # d loss / d h_t through step t+1
         if dstate is not None:  # h_T was used after the window
             dh_next = dh_next + dstate
-        Wh = self.Wh.data
         for t in range(T - 1, -1, -1):
             dh = dy[t] + dh_next
             da = dA[t]
@@ -114,7 +115,8 @@ class GRU(Layer):
         dA2d = dA.reshape(T * N, 3 * H)
         dR2d = dR.reshape(T * N, 3 * H)
         self.Wx.grad += x2d.T @ dA2d
-        self.Wh.grad += H_prev.reshape(T * N, H).T @ dR2d
+        dWh = H_prev.reshape(T * N, H).T @ dR2d
+        self.Wh.grad += dWh if wh_scale is None else dWh * wh_scale  # d(Wh * M) / d Wh = M
         self.b.grad += dA2d.sum(axis=0)
         self.bh_n.grad += dR2d[:, 2 * H:].sum(axis=0)
         return from_time_major((dA2d @ self.Wx.data.T).reshape(T, N, -1))

@@ -83,7 +83,8 @@ class LSTM(Layer):
         zeros = xp.zeros((batch_size, self.hidden_dim), dtype=like.dtype)
         return zeros, zeros.copy()
 
-    def forward(self, x, state=None):
+    def forward(self, x, state=None, wh_scale=None):
+        """wh_scale: None, or a weight-drop mask like Wh (layers/regularisers.py) for this window."""
         xp = get_xp(x)
         N, T, D = x.shape
         H = self.hidden_dim
@@ -94,7 +95,8 @@ class LSTM(Layer):
         C = xp.empty((T, N, H), dtype=x.dtype)  # cell states c_t
         TC = xp.empty_like(C)  # tanh(c_t)
         Y = xp.empty_like(C)  # outputs h_t
-        WhT = xp.ascontiguousarray(self.Wh.data.T)  # (4H, H), for rows_times
+        Wh = self.Wh.data if wh_scale is None else self.Wh.data * wh_scale  # weight drop: Wh * M
+        WhT = xp.ascontiguousarray(Wh.T)  # (4H, H), for rows_times
         # sigmoid(z) = (tanh(z / 2) + 1) / 2, which cannot overflow as exp(-z) can. Halving
         # the i, f, o pre-activations once, for all steps, lets one tanh serve all four gates.
         A[..., : 3 * H] *= 0.5
@@ -114,12 +116,12 @@ class LSTM(Layer):
             xp.tanh(c, out=tc)
             h = Y[t]
             xp.multiply(a[:, 2 * H: 3 * H], tc, out=h)  # h = o * tanh(c)
-        self.cache = (x2d, state, A, C, TC, Y)
+        self.cache = (x2d, state, A, C, TC, Y, Wh, wh_scale)
         return from_time_major(Y), (h.copy(), c.copy())
 
     def backward(self, dy, dstate=None):
         """dy: (N, T, H); dstate: the gradient of the returned (h_T, c_T), or None (zero)."""
-        x2d, state, A, C, TC, Y = self.cache
+        x2d, state, A, C, TC, Y, Wh, wh_scale = self.cache
         xp = get_xp(dy)
         T, N, H = Y.shape
         h0, c0 = self.initial_state(N, dy) if state is None else state
@@ -139,7 +141,6 @@ class LSTM(Layer):
         dc_next = xp.zeros_like(dh_next)  # d loss / d c_t through step t+1
         if dstate is not None:  # h_T and c_T were used after the window
             dh_next, dc_next = dh_next + dstate[0], dc_next + dstate[1]
-        Wh = self.Wh.data
         for t in range(T - 1, -1, -1):
             dh = dy[t] + dh_next
             dc = dh * c_per_dh[t]
@@ -154,6 +155,7 @@ class LSTM(Layer):
         dA2d = dA.reshape(T * N, 4 * H)
         H_prev = xp.concatenate([h0[None], Y[:-1]], axis=0).reshape(T * N, H)
         self.Wx.grad += x2d.T @ dA2d
-        self.Wh.grad += H_prev.T @ dA2d  # all steps' recurrent gradients in one product
+        dWh = H_prev.T @ dA2d  # all steps' recurrent gradients in one product
+        self.Wh.grad += dWh if wh_scale is None else dWh * wh_scale  # d(Wh * M) / d Wh = M
         self.b.grad += dA2d.sum(axis=0)
         return from_time_major((dA2d @ self.Wx.data.T).reshape(T, N, -1))

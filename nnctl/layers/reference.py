@@ -11,6 +11,9 @@ keep the gradient reaching every h_t (`self.dh`).
 Each reference layer is built from a fast layer and shares its Params:
 `ReferenceGRU(gru)`. Backward adds into those Params' gradients, like every layer.
 Shapes: x (N, T, D), h and c (N, H); x_t = x[:, t].
+
+Weight drop (nnctl/layers/regularisers.py) is `forward(x, state, wh_scale=M)`: the window
+uses Wh * M in place of Wh, so by the chain rule Wh's gradient is (that of Wh * M) * M.
 """
 
 from __future__ import annotations
@@ -31,13 +34,15 @@ class ReferenceRNN(Layer):
         self.Wx, self.Wh, self.b = rnn.Wx, rnn.Wh, rnn.b
         self.hidden_dim = rnn.hidden_dim
 
-    def forward(self, x, state=None):
+    def forward(self, x, state=None, wh_scale=None):
         N, T, _ = x.shape
         h = np.zeros((N, self.hidden_dim), dtype=x.dtype) if state is None else state
+        self.wh_scale = 1.0 if wh_scale is None else wh_scale
+        Wh = self.Wh.data * self.wh_scale
         self.steps, outputs = [], []
         for t in range(T):
             h_prev = h
-            h = np.tanh(x[:, t] @ self.Wx.data + h_prev @ self.Wh.data + self.b.data)
+            h = np.tanh(x[:, t] @ self.Wx.data + h_prev @ Wh + self.b.data)
             self.steps.append((x[:, t], h_prev, h))
             outputs.append(h)
         return np.stack(outputs, axis=1), h
@@ -51,10 +56,10 @@ class ReferenceRNN(Layer):
             dh = dy[:, t] + dh_next  # h_t feeds the output and the next step
             da = dh * (1 - h * h)  # tanh' = 1 - tanh^2
             self.Wx.grad += x_t.T @ da
-            self.Wh.grad += h_prev.T @ da
+            self.Wh.grad += (h_prev.T @ da) * self.wh_scale
             self.b.grad += da.sum(axis=0)
             dx[t] = da @ self.Wx.data.T
-            dh_next = da @ self.Wh.data.T
+            dh_next = da @ (self.Wh.data * self.wh_scale).T
             self.dh[t] = dh
         self.dstate = dh_next
         return np.stack(dx, axis=1)
@@ -78,11 +83,12 @@ class ReferenceGRU(Layer):
         H = self.hidden_dim
         return array[..., :H], array[..., H: 2 * H], array[..., 2 * H:]
 
-    def forward(self, x, state=None):
+    def forward(self, x, state=None, wh_scale=None):
         N, T, _ = x.shape
         h = np.zeros((N, self.hidden_dim), dtype=x.dtype) if state is None else state
+        self.wh_scale = 1.0 if wh_scale is None else wh_scale
         Wx_r, Wx_z, Wx_n = self.split(self.Wx.data)
-        Wh_r, Wh_z, Wh_n = self.split(self.Wh.data)
+        Wh_r, Wh_z, Wh_n = self.split(self.Wh.data * self.wh_scale)
         b_r, b_z, b_n = self.split(self.b.data)
         self.steps, outputs = [], []
         for t in range(T):
@@ -99,9 +105,10 @@ class ReferenceGRU(Layer):
     def backward(self, dy):
         T = dy.shape[1]
         Wx_r, Wx_z, Wx_n = self.split(self.Wx.data)
-        Wh_r, Wh_z, Wh_n = self.split(self.Wh.data)
+        Wh_r, Wh_z, Wh_n = self.split(self.Wh.data * self.wh_scale)
         dWx_r, dWx_z, dWx_n = self.split(self.Wx.grad)  # views: adding into them adds into the Params
-        dWh_r, dWh_z, dWh_n = self.split(self.Wh.grad)
+        dWh = np.zeros_like(self.Wh.grad)  # the gradient of Wh * M; Wh's is that times M
+        dWh_r, dWh_z, dWh_n = self.split(dWh)
         db_r, db_z, db_n = self.split(self.b.grad)
         dx, self.dh = [None] * T, [None] * T
         dh_next = np.zeros_like(dy[:, 0])
@@ -128,6 +135,7 @@ class ReferenceGRU(Layer):
             dx[t] = da_r @ Wx_r.T + da_z @ Wx_z.T + da_n @ Wx_n.T
             dh_next = dh * z + da_r @ Wh_r.T + da_z @ Wh_z.T + dhn @ Wh_n.T
             self.dh[t] = dh
+        self.Wh.grad += dWh * self.wh_scale
         self.dstate = dh_next
         return np.stack(dx, axis=1)
 
@@ -149,14 +157,16 @@ class ReferenceLSTM(Layer):
         H = self.hidden_dim
         return array[..., :H], array[..., H: 2 * H], array[..., 2 * H: 3 * H], array[..., 3 * H:]
 
-    def forward(self, x, state=None):
+    def forward(self, x, state=None, wh_scale=None):
         N, T, _ = x.shape
         zeros = np.zeros((N, self.hidden_dim), dtype=x.dtype)
         h, c = (zeros, zeros) if state is None else state
+        self.wh_scale = 1.0 if wh_scale is None else wh_scale
+        Wh = self.Wh.data * self.wh_scale
         self.steps, outputs = [], []
         for t in range(T):
             x_t, h_prev, c_prev = x[:, t], h, c
-            a_i, a_f, a_o, a_g = self.split(x_t @ self.Wx.data + h_prev @ self.Wh.data + self.b.data)
+            a_i, a_f, a_o, a_g = self.split(x_t @ self.Wx.data + h_prev @ Wh + self.b.data)
             i, f, o, g = sigmoid(a_i), sigmoid(a_f), sigmoid(a_o), np.tanh(a_g)
             c = f * c_prev + i * g
             h = o * np.tanh(c)
@@ -180,10 +190,10 @@ class ReferenceLSTM(Layer):
             dg = dc * i
             da = np.concatenate([di * i * (1 - i), df * f * (1 - f), do * o * (1 - o), dg * (1 - g * g)], axis=1)
             self.Wx.grad += x_t.T @ da
-            self.Wh.grad += h_prev.T @ da
+            self.Wh.grad += (h_prev.T @ da) * self.wh_scale
             self.b.grad += da.sum(axis=0)
             dx[t] = da @ self.Wx.data.T
-            dh_next = da @ self.Wh.data.T
+            dh_next = da @ (self.Wh.data * self.wh_scale).T
             dc_next = dc * f
             self.dh[t] = dh
         self.dstate = (dh_next, dc_next)

@@ -47,7 +47,8 @@ class RNN(Layer):
     def initial_state(self, batch_size: int, like):
         return get_xp(like).zeros((batch_size, self.hidden_dim), dtype=like.dtype)
 
-    def forward(self, x, state=None):
+    def forward(self, x, state=None, wh_scale=None):
+        """wh_scale: None, or a weight-drop mask like Wh (layers/regularisers.py) for this window."""
         xp = get_xp(x)
         N, T, D = x.shape
         h0 = self.initial_state(N, x) if state is None else state
@@ -55,18 +56,19 @@ class RNN(Layer):
         # a_t = x_t @ Wx + b for all steps in one product; the loop adds h_{t-1} @ Wh and
         # turns each a_t into h_t in place, so Y ends as the outputs.
         Y = (x2d @ self.Wx.data + self.b.data).reshape(T, N, self.hidden_dim)
-        WhT = xp.ascontiguousarray(self.Wh.data.T)
+        Wh = self.Wh.data if wh_scale is None else self.Wh.data * wh_scale  # weight drop: Wh * M
+        WhT = xp.ascontiguousarray(Wh.T)
         h = h0
         for t in range(T):
             a = Y[t]
             a += rows_times(h, WhT)  # h_{t-1} @ Wh
             h = xp.tanh(a, out=a)
-        self.cache = (x2d, h0, Y)
+        self.cache = (x2d, h0, Y, Wh, wh_scale)
         return from_time_major(Y), h.copy()
 
     def backward(self, dy, dstate=None):
         """dy: (N, T, H); dstate: the gradient of the returned h_T, or None (zero)."""
-        x2d, h0, Y = self.cache
+        x2d, h0, Y, Wh, wh_scale = self.cache
         xp = get_xp(dy)
         T, N, H = Y.shape
         dy = dy.transpose(1, 0, 2)  # (T, N, H)
@@ -74,7 +76,6 @@ class RNN(Layer):
         dh_next = xp.zeros((N, H), dtype=dy.dtype)  # d loss / d h_t through step t+1
         if dstate is not None:  # h_T was used after the window
             dh_next = dh_next + dstate
-        Wh = self.Wh.data
         for t in range(T - 1, -1, -1):
             da = dA[t]
             da *= dy[t] + dh_next  # d a_t = dh_t * (1 - h_t^2)
@@ -83,6 +84,7 @@ class RNN(Layer):
         dA2d = dA.reshape(T * N, H)
         H_prev = xp.concatenate([h0[None], Y[:-1]], axis=0).reshape(T * N, H)
         self.Wx.grad += x2d.T @ dA2d
-        self.Wh.grad += H_prev.T @ dA2d
+        dWh = H_prev.T @ dA2d
+        self.Wh.grad += dWh if wh_scale is None else dWh * wh_scale  # d(Wh * M) / d Wh = M
         self.b.grad += dA2d.sum(axis=0)
         return from_time_major((dA2d @ self.Wx.data.T).reshape(T, N, -1))

@@ -160,6 +160,26 @@ def resolve_section(section: str, value: Any) -> dict[str, Any]:
     return _registries()[section].resolve(value, section)
 
 
+def check_values(registry, resolved: dict[str, Any], section: str) -> None:
+    """Values a class can judge without data (a model's dropout rates, an optimizer's decay), judged
+    now by its `check_options(**keys)`, so that a mistake stops the run before any data is read.
+
+    It raises ValueError("key must ..."), which becomes "section.key: must ...", as when building.
+    """
+    check = getattr(registry.get(resolved["type"], f"{section}.type"), "check_options", None)
+    if check is None:
+        return
+    options = {k: v for k, v in resolved.items() if k != "type"}
+    try:
+        check(**options)
+    except ValueError as error:
+        message = str(error)
+        key = message.split(" ", 1)[0]
+        if key in options:
+            raise ConfigError(f"{section}.{key}: {message.split(' ', 1)[1]}") from None
+        raise ConfigError(f"{section}: {message}") from None
+
+
 def read_yaml(path: Path) -> Any:
     path = Path(path)
     text = read_utf8(path, ConfigError, "config file", "check the path (examples are in configs/)",
@@ -240,6 +260,7 @@ def resolve(raw: Any, source: str = "config") -> dict[str, Any]:
         value = raw.get(section, DEFAULT_SCHEDULE if section == "schedule" else None)
         try:
             out[section] = registries[section].resolve(value, section)
+            check_values(registries[section], out[section], section)
         except ConfigError as error:
             raise ConfigError(f"{source}: {error}") from None
 

@@ -1,4 +1,4 @@
-"""Optimizers: SGD, momentum, Nesterov, AdaGrad, RMSProp, Adam; gradient clipping.
+"""Optimizers: SGD, momentum, Nesterov, AdaGrad, RMSProp, Adam, AdamW, NT-ASGD; gradient clipping.
 
 An optimizer takes the model's `named_params()` at construction and keys its state by
 the parameters' dotted names, so the state can be checkpointed and resumed:
@@ -23,11 +23,18 @@ which arrays those are:
 
 All state has the parameter's dtype. Hyperparameters are held as Python floats, because
 under NumPy 2 a float32 array times a np.float64 scalar is computed in float64.
+
+Two hooks let an optimizer that averages its iterates (NT-ASGD) take part in training;
+for every other optimizer they do nothing. The Trainer calls `observe(valid_loss)` after
+each epoch's validation, and evaluates and saves `best` inside `with opt.averaged():`,
+which puts the averaged weights into the Params for the duration and the trained ones back
+after.
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import Iterable
 
 import numpy as np
@@ -67,10 +74,13 @@ class Optimizer:
     zeros with the parameter's shape and dtype) and implement `update(p, g, state)`.
 
     Weight decay is L2 regularisation added to the gradient, g ← g + weight_decay·p,
-    before the update rule (so with Adam it is "Adam + L2", not decoupled AdamW).
+    before the update rule (so with Adam it is "Adam + L2"); a subclass with
+    `decoupled_decay = True` (AdamW) instead shrinks the weights, p ← p − lr·weight_decay·p,
+    before the update, and leaves the gradient alone.
     """
 
     slots: tuple[str, ...] = ()
+    decoupled_decay = False
 
     def __init__(self, lr: float, weight_decay: float, *, params: dict[str, Param]):
         self.lr = _require_positive("lr", lr)
@@ -96,9 +106,24 @@ class Optimizer:
     def lr(self, value: float) -> None:
         self._lr = float(value)  # a np.float64 from a schedule would upcast float32 updates
 
+    @classmethod
+    def check_options(cls, **options) -> None:
+        """ValueError naming the key for a value this optimizer cannot take: built with no
+        parameters, so the config check runs it before any data is read or model is built."""
+        options.pop("type", None)
+        cls(**options, params={})
+
     def update(self, p, g, state: dict) -> None:
         """Update the array `p` in place from gradient `g`; `state` maps slot -> array like p."""
         raise NotImplementedError
+
+    def observe(self, valid_loss: float) -> None:
+        """Told each epoch's validation loss by the Trainer; only NT-ASGD acts on it."""
+
+    @contextmanager
+    def averaged(self):
+        """Inside the block the Params hold the weights to evaluate; here, the trained ones."""
+        yield
 
     def step(self) -> None:
         """One update of every parameter from its current `.grad` (weight decay included)."""
@@ -106,6 +131,10 @@ class Optimizer:
         for name, p in self.params.items():
             if p.sparse:
                 self._step_rows(name, p)
+            elif self.decoupled_decay:
+                if self.weight_decay:
+                    p.data *= 1.0 - self.lr * self.weight_decay
+                self.update(p.data, p.grad, self.state[name])
             else:
                 g = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad
                 self.update(p.data, g, self.state[name])
@@ -117,7 +146,9 @@ class Optimizer:
             return
         w, g = p.data[rows], p.grad[rows]  # fancy indexing: copies, safe to modify
         state = {slot: array[rows] for slot, array in self.state[name].items()}
-        if self.weight_decay:
+        if self.weight_decay and self.decoupled_decay:
+            w *= 1.0 - self.lr * self.weight_decay
+        elif self.weight_decay:
             g += self.weight_decay * w
         self.update(w, g, state)
         p.data[rows] = w  # rows are unique (Param.add_rows keeps a union), so no write clashes
@@ -280,6 +311,100 @@ class Adam(Optimizer):
         c1, c2 = 1 - self.beta1**t, 1 - self.beta2**t  # bias corrections
         lr_t, eps_t = self.lr * math.sqrt(c2) / c1, self.eps * math.sqrt(c2)
         p -= lr_t * m / (xp.sqrt(v) + eps_t)
+
+
+@OPTIMIZERS.register("adamw")
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019, Algorithm 2), as PyTorch:
+
+        p ← p − lr·weight_decay·p,   then the Adam step above on the gradient alone
+
+    With Adam + L2 (`adam` with weight_decay) the decay is divided by √v̂ like the gradient,
+    so weights with large gradients are hardly decayed; here every weight decays at the
+    same rate. The decay is scaled by lr (PyTorch's convention), so a schedule scales it too.
+    """
+
+    decoupled_decay = True
+
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.01, *, params: dict[str, Param]):
+        super().__init__(lr, beta1, beta2, eps, weight_decay, params=params)
+
+
+@OPTIMIZERS.register("ntasgd")
+class NTASGD(SGD):
+    """Non-monotonically triggered averaged SGD (Merity et al. 2017, Algorithm 1).
+
+    Plain SGD (L2 weight decay as `sgd`) until the validation loss the Trainer reports
+    (`observe`) is worse than the best one from more than `nonmono` evaluations ago; from
+    then on, averaged SGD (Polyak & Juditsky 1992): the steps are SGD's, and every step
+    also updates the mean of the iterates since the switch,
+
+        average ← average + (p − average) / k,   k = steps since the switch (1, 2, ...)
+
+    which is what the Trainer evaluates and saves as `best` (`averaged()`). The average,
+    its count k and the trigger's record of validation losses are in `state_dict`, so a
+    resumed run switches and averages exactly as an uninterrupted one.
+    """
+
+    slots = ("average",)
+
+    def __init__(self, lr: float = 30.0, nonmono: int = 5, weight_decay: float = 0.0,
+                 *, params: dict[str, Param]):
+        if isinstance(nonmono, bool) or not isinstance(nonmono, int) or nonmono < 1:
+            raise ValueError(f"nonmono must be an integer >= 1, got {nonmono}")
+        self.nonmono = nonmono
+        super().__init__(lr, weight_decay, params=params)
+        self.average_count = 0  # k; 0 until the switch to averaging
+        self.averaging = False
+        self.recent = np.full(nonmono, np.inf)  # the last `nonmono` validation losses, oldest first
+        self.observed = 0  # how many validation losses were observed
+        self.older_best = math.inf  # the best of those before the last `nonmono`
+
+    def observe(self, valid_loss: float) -> None:
+        if not self.averaging and self.observed > self.nonmono and valid_loss > self.older_best:
+            self.averaging = True
+        if self.observed >= self.nonmono:  # the oldest recent loss becomes an older one
+            self.older_best = min(self.older_best, float(self.recent[0]))
+        self.recent = np.r_[self.recent[1:], float(valid_loss)]
+        self.observed += 1
+
+    def step(self) -> None:
+        super().step()
+        if not self.averaging:
+            return
+        self.average_count += 1
+        for name, p in self.params.items():
+            average = self.state[name]["average"]
+            average += (p.data - average) * (1.0 / self.average_count)
+
+    @contextmanager
+    def averaged(self):
+        if not self.average_count:
+            yield
+            return
+        trained = {name: p.data.copy() for name, p in self.params.items()}
+        for name, p in self.params.items():
+            p.data[...] = self.state[name]["average"]
+        try:
+            yield
+        finally:
+            for name, p in self.params.items():
+                p.data[...] = trained[name]
+
+    def state_dict(self) -> dict:
+        out = super().state_dict()
+        out.update({"average_count": np.asarray(self.average_count, dtype=np.int64),
+                    "averaging": np.asarray(self.averaging, dtype=np.int64),
+                    "recent": self.recent.copy(), "observed": np.asarray(self.observed, dtype=np.int64),
+                    "older_best": np.asarray(self.older_best, dtype=np.float64)})
+        return out
+
+    def load_state_dict(self, d: dict) -> None:
+        super().load_state_dict(d)
+        self.average_count, self.averaging = int(d["average_count"]), bool(int(d["averaging"]))
+        self.recent = np.asarray(d["recent"], dtype=np.float64).copy()
+        self.observed, self.older_best = int(d["observed"]), float(d["older_best"])
 
 
 # -- gradient utilities ---------------------------------------------------------------------

@@ -10,7 +10,7 @@ from nnctl.errors import CheckpointError, ConfigError
 from nnctl.layers.base import Param
 from nnctl.optim import (OPTIMIZERS, clip_grad_norm, global_grad_norm, has_nonfinite)
 
-ALL = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"]
+ALL = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "ntasgd"]
 
 # Two gradients used by the hand-computed cases: step 1 then step 2, from p0 = [0, 0].
 G1, G2 = [1.0, -2.0], [3.0, 0.0]
@@ -56,6 +56,10 @@ HAND = {
               [-0.1 - 0.1 * (0.39 / 0.19) / r(0.009999 / 0.001999),
                0.1 - 0.1 * (-0.18 / 0.19) / r(0.003996 / 0.001999)]]),
 }
+# AdamW without decay steps as Adam (its decay: tests/test_awd_optim.py);
+# NT-ASGD is SGD until validation stalls (its switch and average: the same file)
+HAND["adamw"] = ({**HAND["adam"][0], "weight_decay": 0.0}, HAND["adam"][1])
+HAND["ntasgd"] = HAND["sgd"]
 
 
 def make_param(values, dtype=np.float64, sparse=False) -> Param:

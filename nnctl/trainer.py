@@ -149,7 +149,8 @@ class Trainer:
     def step(self, batch) -> LossOutput | None:
         """One optimizer step on one batch; None when a non-finite batch was skipped."""
         p = self.progress
-        self.optimizer.lr = self.schedule.lr(p.epoch, p.step)
+        lr_scale = getattr(self.data, "lr_scale", None)  # variable-length BPTT: lr * window length / bptt
+        self.optimizer.lr = self.schedule.lr(p.epoch, p.step) * (lr_scale(batch) if lr_scale else 1.0)
         self.model.zero_grad()
         batch = self.local(batch)
         if batch_length(batch) > 0:
@@ -252,22 +253,26 @@ class Trainer:
                     "throughput": window_count / max(now - window_start, 1e-9), "best": p.best,
                 })
                 if cfg.eval_every and p.step % cfg.eval_every == 0:
-                    self.record("valid", self.evaluate("valid"))
+                    with self.optimizer.averaged():  # NT-ASGD: the averaged weights (else a no-op)
+                        self.record("valid", self.evaluate("valid"))
                 if cfg.checkpoint_every and p.step % cfg.checkpoint_every == 0:
                     self.save("last")
             epoch_seconds = time.perf_counter() - window_start
             records = [self.record("train", totals.summary(self.metric),
                                    {"throughput": round(window_count / max(epoch_seconds, 1e-9), 1),
                                     "nonfinite_skips": p.nonfinite_skips})]
-            valid = self.evaluate("valid")
+            with self.optimizer.averaged():
+                valid = self.evaluate("valid")
             records.append(self.record("valid", valid))
             self.schedule.observe(p.epoch, valid["loss"])
+            self.optimizer.observe(valid["loss"])  # NT-ASGD's trigger
             improved = p.observe_validation(self.metric, valid.get(self.metric, valid["loss"]))
             p.epoch, p.batch = p.epoch + 1, 0
             p.keep_epoch_totals(Totals())
             self.state = None
             if improved:
-                self.save("best")
+                with self.optimizer.averaged():  # `best` holds the weights evaluated
+                    self.save("best")
             self.save("last")
             self.listener.on_epoch_end(p.epoch - 1, records)
             if p.stopped_early(cfg.early_stopping):

@@ -6,6 +6,16 @@
 Each yields (x, y) windows of shape (N, T) = (batch_size, bptt) where y is x shifted by
 one token, in corpus order: a language model never shuffles, because the LSTM state
 carried from one window to the next must continue the same text.
+
+`variable_bptt: true` draws each training window's length T (Merity et al. 2017): bptt
+with probability 0.95, else bptt / 2, as the mean of a normal with std 5; then at least
+min_bptt (default 5, or bptt if shorter) and at most max_bptt (default bptt + 40), as
+AWD-LSTM does. So window boundaries fall in a different place every epoch, and every
+token learns from some left context. The
+lengths come from the epoch's random stream (the rng the Trainer passes to `batches`), so
+a resumed epoch cuts the same windows; the Trainer scales each step's learning rate by
+`lr_scale(batch)` = T / bptt, so a long window does not weigh more. Evaluation (no rng)
+keeps fixed windows of bptt.
 """
 
 from __future__ import annotations
@@ -17,7 +27,12 @@ import numpy as np
 from nnctl.data.base import DATASETS, Dataset
 from nnctl.data.corpus import TextCorpus
 from nnctl.data.text import Vocab
-from nnctl.errors import DataError
+from nnctl.errors import ConfigError, DataError
+
+VARIABLE_BPTT_STD = 5.0  # the normal's std, and the 0.95 / 0.05 mix below, are AWD-LSTM's
+FULL_LENGTH_P = 0.95
+MIN_BPTT = 5  # min_bptt's default (or bptt, if shorter)
+MAX_BPTT_DELTA = 40  # max_bptt's default: bptt + 40
 
 
 def batchify(ids: np.ndarray, batch_size: int) -> np.ndarray:
@@ -53,21 +68,62 @@ def windows(streams: np.ndarray, bptt: int) -> Iterator[tuple[np.ndarray, np.nda
         yield streams[:, start:stop], streams[:, start + 1: stop + 1]
 
 
+def variable_windows(streams: np.ndarray, bptt: int, rng: np.random.Generator, min_bptt: int,
+                     max_bptt: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Like `windows`, each window's length drawn from rng around bptt (see the module docstring)."""
+    total, start = streams.shape[1] - 1, 0
+    while start < total:
+        mean = bptt if rng.random() < FULL_LENGTH_P else bptt / 2
+        length = min(max(min_bptt, int(rng.normal(mean, VARIABLE_BPTT_STD))), max_bptt)
+        stop = min(start + length, total)
+        yield streams[:, start:stop], streams[:, start + 1: stop + 1]
+        start = stop
+
+
 class LanguageModelData(Dataset):
     """A TextCorpus served as BPTT windows. Subclasses only say where the files are."""
 
     unit = "tokens"
 
-    def __init__(self, corpus: TextCorpus, batch_size: int, bptt: int):
-        for name, value in (("batch_size", batch_size), ("bptt", bptt)):
-            if value <= 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
+    def __init__(self, corpus: TextCorpus, batch_size: int, bptt: int, variable_bptt: bool = False,
+                 min_bptt: int | None = None, max_bptt: int | None = None):
+        self.check_options(batch_size=batch_size, bptt=bptt, variable_bptt=variable_bptt, min_bptt=min_bptt,
+                           max_bptt=max_bptt)
         self.corpus = corpus
         self.vocab = corpus.vocab
         self.batch_size = batch_size
         self.bptt = bptt
+        self.variable_bptt = variable_bptt
+        self.min_bptt = min(MIN_BPTT, bptt) if min_bptt is None else min_bptt
+        self.max_bptt = bptt + MAX_BPTT_DELTA if max_bptt is None else max_bptt
         for split in self.splits:  # report a data set too small now, not in the middle of training
             self.streams(split, batch_size)
+        steps = len(corpus.ids["train"]) // batch_size - 1
+        if variable_bptt and self.max_bptt > steps:
+            given = "" if max_bptt is not None else f" (by default bptt + {MAX_BPTT_DELTA})"
+            raise ConfigError(f"data.max_bptt: {self.max_bptt}{given} is longer than the train split allows "
+                              f"({steps} steps in each of {batch_size} streams); set data.max_bptt <= {steps} "
+                              "or turn data.variable_bptt off")
+
+    @classmethod
+    def check_options(cls, *, batch_size: int, bptt: int, variable_bptt: bool = False, min_bptt: int | None = None,
+                      max_bptt: int | None = None, **_others) -> None:
+        """ValueError naming the key; needs no data, so the config check runs it before any is read."""
+        for name, value in (("batch_size", batch_size), ("bptt", bptt)):
+            if value <= 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        if not variable_bptt:
+            return  # min_bptt and max_bptt are not used
+        if min_bptt is not None and min_bptt <= 0:
+            raise ValueError(f"min_bptt must be > 0, got {min_bptt}")
+        if min_bptt is not None and min_bptt > bptt:
+            raise ValueError(f"min_bptt must be <= bptt ({bptt}), got {min_bptt}")
+        if max_bptt is not None and max_bptt < bptt:
+            raise ValueError(f"max_bptt must be >= bptt ({bptt}), got {max_bptt}")
+
+    def lr_scale(self, batch) -> float:
+        """The learning rate's factor for a training window: T / bptt with variable_bptt, else 1."""
+        return batch[0].shape[1] / self.bptt if self.variable_bptt else 1.0
 
     def _batch_size(self, split: str, batch_size: int | None) -> int:
         return self.batch_size if batch_size is None else batch_size
@@ -91,10 +147,15 @@ class LanguageModelData(Dataset):
 
     def batches(self, split: str, *, rng: np.random.Generator | None = None,
                 batch_size: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(x, y) int64 windows (N, T) in corpus order; rng is ignored (an LM never shuffles)."""
-        return windows(self.streams(split, self._batch_size(split, batch_size)), self.bptt)
+        """(x, y) int64 windows (N, T) in corpus order (an LM never shuffles). rng: with
+        variable_bptt, the training windows' lengths are drawn from it; otherwise unused."""
+        streams = self.streams(split, self._batch_size(split, batch_size))
+        if self.variable_bptt and split == "train" and rng is not None:
+            return variable_windows(streams, self.bptt, rng, self.min_bptt, self.max_bptt)
+        return windows(streams, self.bptt)
 
     def num_batches(self, split: str, batch_size: int | None = None) -> int:
+        """Windows in one pass (with variable_bptt, the training split's count about that: the fixed one)."""
         steps = len(self.corpus.ids[split]) // self._batch_size(split, batch_size)
         return -(-(steps - 1) // self.bptt)
 
@@ -112,9 +173,13 @@ class PennTreebank(LanguageModelData):
     there if missing. (Evaluation batch size: train.eval_batch_size; pytorch/examples uses 10.)
     """
 
-    def __init__(self, path: str | None = None, batch_size: int = 20, bptt: int = 35, *,
+    def __init__(self, path: str | None = None, batch_size: int = 20, bptt: int = 35, variable_bptt: bool = False,
+                 min_bptt: int | None = None, max_bptt: int | None = None, *,
                  data_dir: str | None, vocab: Vocab | None = None):
-        super().__init__(TextCorpus.ptb(path, data_dir, vocab=vocab), batch_size, bptt)
+        self.check_options(batch_size=batch_size, bptt=bptt, variable_bptt=variable_bptt, min_bptt=min_bptt,
+                           max_bptt=max_bptt)
+        super().__init__(TextCorpus.ptb(path, data_dir, vocab=vocab), batch_size, bptt, variable_bptt,
+                         min_bptt, max_bptt)
 
 
 @DATASETS.register("text")
@@ -127,9 +192,12 @@ class TextFiles(LanguageModelData):
     """
 
     def __init__(self, train: str, valid: str, test: str, max_vocab: int | None = None,
-                 min_count: int = 1, batch_size: int = 20, bptt: int = 35, *,
+                 min_count: int = 1, batch_size: int = 20, bptt: int = 35, variable_bptt: bool = False,
+                 min_bptt: int | None = None, max_bptt: int | None = None, *,
                  data_dir: str | None, vocab: Vocab | None = None):
+        self.check_options(batch_size=batch_size, bptt=bptt, variable_bptt=variable_bptt, min_bptt=min_bptt,
+                           max_bptt=max_bptt)
         corpus = TextCorpus.from_files(train, valid, test, max_vocab=max_vocab, min_count=min_count,
                                        data_dir=data_dir, vocab=vocab)
-        super().__init__(corpus, batch_size, bptt)
+        super().__init__(corpus, batch_size, bptt, variable_bptt, min_bptt, max_bptt)
 

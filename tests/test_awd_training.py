@@ -1,0 +1,231 @@
+"""Issue 14 in training: variable-length BPTT windows and their lr scaling, NT-ASGD's
+averaged weights in evaluation and `best`, exact resume with all of it on, the defaults
+unchanged to the bit, and the bad values refused with one line (exit 2) before any data."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hostile_cli import TOY, assert_one_error_line, lm_config, run_batch, text_data, write_yaml
+from nnctl import checkpoint, run, streams
+from nnctl.data.lm import batchify, variable_windows, windows
+from nnctl.trainer import SilentListener
+
+
+# -- variable-length windows ---------------------------------------------------------------
+def test_variable_windows_cover_the_stream_once_with_lengths_around_bptt():
+    stream = batchify(np.arange(200_001), 4)
+    rng = np.random.default_rng(0)
+    cut = list(variable_windows(stream, 35, rng, 5, 75))
+    lengths = np.array([x.shape[1] for x, _ in cut])
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in cut], axis=1), stream[:, :-1])
+    np.testing.assert_array_equal(np.concatenate([y for _, y in cut], axis=1), stream[:, 1:])
+    body = lengths[:-1]  # the last window is what is left
+    assert body.min() >= 5 and body.max() <= 75
+    assert 33 < body.mean() < 34.5  # 0.95 * 35 + 0.05 * 17.5 = 34.1, less int()'s rounding down
+    assert 0.05 < np.mean(body < 25) < 0.10  # the bptt / 2 windows (5%), and 2% of the others
+    again = [x.shape[1] for x, _ in variable_windows(stream, 35, np.random.default_rng(0), 5, 75)]
+    assert again == list(lengths)  # the same stream, the same cuts
+
+
+def lm_data(tmp_path, **data):
+    from nnctl.data.lm import TextFiles
+
+    paths = text_data(tmp_path / "corpus", repeat=20)
+    return TextFiles(**paths, batch_size=2, bptt=6, data_dir=None, **data)
+
+
+def test_only_training_with_an_rng_gets_variable_windows(tmp_path):
+    data = lm_data(tmp_path, variable_bptt=True, min_bptt=2, max_bptt=12)
+    fixed = [x.shape[1] for x, _ in windows(data.streams("train", 2), 6)]
+    drawn = [x.shape[1] for x, _ in data.batches("train", rng=np.random.default_rng(1))]
+    assert drawn != fixed and sum(drawn) == sum(fixed)
+    assert [x.shape[1] for x, _ in data.batches("train", rng=None)] == fixed  # no rng: fixed windows
+    assert {x.shape[1] for x, _ in data.batches("valid", rng=np.random.default_rng(1))} <= {6, 5, 4, 3, 2, 1}
+    x, y = next(data.batches("train", rng=np.random.default_rng(1)))
+    assert data.lr_scale((x, y)) == x.shape[1] / 6
+    assert lm_data(tmp_path).lr_scale((x, y)) == 1.0  # off: the lr is the schedule's
+
+
+class LrSpy(SilentListener):
+    def __init__(self):
+        self.steps = []
+
+    def on_step(self, info):
+        self.steps.append(info["lr"])
+
+
+def awd_config(tmp_path, epochs=5, **optimizer):
+    """A tiny LM with every issue-14 technique on; nonmono 1 switches NT-ASGD within a few epochs."""
+    cfg = lm_config(tmp_path, name="awd")
+    cfg["data"].update({"bptt": 4, "variable_bptt": True, "min_bptt": 2, "max_bptt": 8})
+    cfg["data"].update(text_data(tmp_path / "data", repeat=10))
+    cfg["model"].update({"embed_dim": 6, "hidden_dim": 6, "num_layers": 2, "dropout": 0.2, "locked_dropout": True,
+                         "dropout_input": 0.3, "embedding_dropout": 0.1, "weight_drop": 0.3, "activation_reg": 1.0,
+                         "temporal_activation_reg": 0.5})
+    cfg["optimizer"] = {"type": "ntasgd", "lr": 5.0, "nonmono": 1, **optimizer}
+    cfg["train"] = {"epochs": epochs, "clip_grad_norm": 0.25, "checkpoint_every": 7}
+    cfg["seed"] = 2
+    return cfg
+
+
+def test_each_step_lr_is_the_schedule_times_length_over_bptt(tmp_path):
+    cfg = awd_config(tmp_path, epochs=1)
+    spy = LrSpy()
+    result = run.train(cfg, runs_dir=tmp_path / "runs", listener=spy, quiet=True, handle_signals=False)
+    assert result.state == "finished"
+    from nnctl.experiment import build_data
+    from nnctl import config as config_mod
+
+    data = build_data(config_mod.resolve(cfg))
+    lengths = [x.shape[1] for x, _ in data.batches("train", rng=streams.stream(2, streams.EPOCH_ORDER, 0))]
+    assert spy.steps == pytest.approx([5.0 * t / 4 for t in lengths], rel=1e-15)
+    assert len(set(lengths)) > 2
+
+
+def comparable(run_dir):
+    return [{k: v for k, v in json.loads(line).items() if k not in ("elapsed", "throughput")}
+            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+class StopAt(SilentListener):
+    """Sends this process SIGINT when training reaches `step`, as Ctrl-C would."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step(self, info):
+        if info["step"] == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_resume_is_exact_with_ntasgd_variable_bptt_and_every_regulariser(tmp_path):
+    cfg = awd_config(tmp_path)
+    straight = run.train(cfg, runs_dir=tmp_path / "a", quiet=True, handle_signals=False)
+    assert straight.state == "finished"
+    last = checkpoint.load(straight.path / "checkpoints/last.npz")
+    assert int(last.group("optim")["averaging"]) == 1 and int(last.group("optim")["average_count"]) > 5
+    steps = last.meta["progress"]["step"]
+
+    stop_at = steps - 9  # mid-epoch, after the switch to averaging
+    stopped = run.train(cfg, runs_dir=tmp_path / "b", listener=StopAt(stop_at), quiet=True)
+    assert stopped.state == "interrupted"
+    middle = checkpoint.load(stopped.path / "checkpoints/last.npz")
+    assert middle.meta["progress"]["step"] == stop_at and middle.meta["progress"]["batch"] > 0
+    assert int(middle.group("optim")["averaging"]) == 1
+    resumed = run.train(resume=stopped.path, quiet=True, handle_signals=False)
+    assert resumed.state == "finished"
+    assert comparable(resumed.path) == comparable(straight.path)
+    for which in ("last", "best"):
+        a, b = (checkpoint.load(r.path / f"checkpoints/{which}.npz") for r in (straight, resumed))
+        assert a.arrays.keys() == b.arrays.keys()
+        for key in a.arrays:
+            if key != "meta":
+                np.testing.assert_array_equal(a.arrays[key], b.arrays[key], err_msg=f"{which}: {key}")
+
+
+def test_evaluation_and_best_use_the_averaged_weights(tmp_path):
+    cfg = awd_config(tmp_path)
+    result = run.train(cfg, runs_dir=tmp_path / "runs", quiet=True, handle_signals=False)
+    last = checkpoint.load(result.path / "checkpoints/last.npz")
+    best = checkpoint.load(result.path / "checkpoints/best.npz")
+    records = [r for r in comparable(result.path) if r["split"] == "valid"]
+    assert best.meta["progress"]["best_epoch"] == len(records)  # the last epoch was the best: it saved the average
+    for name, weight in best.group("model").items():
+        np.testing.assert_array_equal(weight, last.group("optim")[f"{name}/average"], err_msg=name)
+        assert not np.array_equal(weight, last.group("model")[name])  # `last` keeps the trained weights
+    # the last validation, recomputed with the averaged weights, is what metrics.jsonl holds
+    from nnctl.experiment import build_data
+    from nnctl.metrics import score
+    from nnctl.open_run import rebuild_model
+
+    model = rebuild_model(last)
+    for name, p in model.named_params().items():
+        p.data[...] = last.group("optim")[f"{name}/average"]
+    model.eval()
+    data = build_data(last.meta["config"])
+    totals = score(model, data.batches("valid", rng=None))
+    assert totals.summary("perplexity")["loss"] == pytest.approx(records[-1]["loss"], rel=1e-6)
+
+
+# -- the defaults, bit for bit -------------------------------------------------------------
+# Recorded with the code of commit 2d113ba (before issue 14) on this machine: every record's
+# loss of a 2-epoch run (float32) and a digest of the last weights, for each cell and for SGD
+# and Adam with L2 weight decay. The new keys all default to off and must not move a bit.
+BEFORE = {
+    "lstm-sgd": (["0x1.328c5c2108421p+1", "0x1.23aedc1084211p+1", "0x1.2c28fed6b5ad7p+1", "0x1.21f7c118c6319p+1",
+                  "0x1.21f7c118c6319p+1"], "9e11ea2c3603f9b7"),
+    "lstm-adam": (["0x1.310fde94a5295p+1", "0x1.2da421ce739cep+1", "0x1.2b222e8421084p+1", "0x1.280eb25294a53p+1",
+                   "0x1.280eb25294a53p+1"], "548af4a343b45cf0"),
+    "gru-sgd": (["0x1.33d80eb5ad6b6p+1", "0x1.239c3494a5295p+1", "0x1.2cfa32b5ad6b6p+1", "0x1.223ed3def7bdfp+1",
+                 "0x1.223ed3def7bdfp+1"], "e1160b27bd0ca65e"),
+    "gru-adam": (["0x1.3123cc0000000p+1", "0x1.2cee1ed6b5ad7p+1", "0x1.2a5feb6b5ad6bp+1", "0x1.2656401084211p+1",
+                  "0x1.2656401084211p+1"], "b403331db7766302"),
+    "rnn-sgd": (["0x1.349d144210842p+1", "0x1.219749294a529p+1", "0x1.179c40a5294a5p+1", "0x1.ad43d8a5294a5p+0",
+                 "0x1.ad43d8a5294a5p+0"], "83650d0609006cfc"),
+    "rnn-adam": (["0x1.305848b5ad6b6p+1", "0x1.2b46eca5294a5p+1", "0x1.279af5294a529p+1", "0x1.23387a8421084p+1",
+                  "0x1.23387a8421084p+1"], "b0fd10a410b8833a"),
+}
+
+
+@pytest.mark.parametrize("case", BEFORE)
+def test_the_defaults_train_exactly_as_before(case, tmp_path):
+    cell, kind = case.split("-")
+    optimizer = {"type": "sgd", "lr": 1.0, "weight_decay": 0.001} if kind == "sgd" else \
+        {"type": "adam", "lr": 0.01, "weight_decay": 0.01}
+    cfg = {"name": "d", "seed": 4, "data": {"type": "text", **text_data(tmp_path / "data", repeat=6), "batch_size": 2,
+                                            "bptt": 4},
+           "model": {"type": "lstm_lm", "embed_dim": 6, "hidden_dim": 6, "num_layers": 2, "dropout": 0.3, "cell": cell},
+           "optimizer": optimizer, "train": {"epochs": 2, "clip_grad_norm": 0.5}}
+    result = run.train(cfg, runs_dir=tmp_path / "runs", quiet=True, handle_signals=False)
+    losses = [float.hex(json.loads(line)["loss"]) for line in (result.path / "metrics.jsonl").read_text().splitlines()]
+    ckpt = checkpoint.load(result.path / "checkpoints/last.npz")
+    digest = hashlib.sha256(b"".join(ckpt.arrays[k].tobytes() for k in sorted(ckpt.arrays)
+                                     if k.startswith("model/"))).hexdigest()[:16]
+    assert (losses, digest) == BEFORE[case]
+
+
+# -- bad values: one line naming the key, exit 2, before any data is read ------------------
+def test_bad_values_are_one_line_naming_the_key_before_any_data(tmp_path):
+    """The data files do not exist: a check that came after reading them would exit 3 instead."""
+    lm = lm_config(tmp_path)
+    lm["data"].update({"train": str(tmp_path / "no/train.txt"), "valid": str(tmp_path / "no/valid.txt"),
+                       "test": str(tmp_path / "no/test.txt")})
+    config = write_yaml(tmp_path / "lm.yaml", lm)
+    toy = write_yaml(tmp_path / "toy.yaml", TOY)
+    runs = tmp_path / "runs"
+    cases = [(config, f"model.{key}={value}", f"model.{key}") for key in
+             ("dropout", "dropout_input", "dropout_between", "dropout_output", "embedding_dropout", "weight_drop")
+             for value in (1.0, -0.1, 1.5)]
+    cases += [
+        (config, "model.activation_reg=-1", "model.activation_reg"),
+        (config, "model.temporal_activation_reg=-0.5", "model.temporal_activation_reg"),
+        (config, "optimizer.type=ntasgd --set optimizer.nonmono=0", "optimizer.nonmono"),
+        (config, "optimizer.type=adamw --set optimizer.weight_decay=-0.01", "optimizer.weight_decay"),
+        (config, "data.variable_bptt=true --set data.min_bptt=9", "data.min_bptt"),
+        (config, "data.variable_bptt=true --set data.max_bptt=2", "data.max_bptt"),
+        (toy, "model.weight_drop=0.5", "model.weight_drop"),  # a model with no recurrent matrix has no such key
+    ]
+    results = run_batch([{"args": ["train", path, "--runs-dir", runs, *sum((["--set", s] for s in sets.split(" --set ")), [])]}
+                         for path, sets, _ in cases])
+    for (_, _, key), result in zip(cases, results):
+        assert_one_error_line(result, 2, key)
+    assert not runs.exists()
+
+
+def test_variable_windows_longer_than_the_data_are_refused_before_any_run_folder(tmp_path):
+    config = write_yaml(tmp_path / "lm.yaml", lm_config(tmp_path))  # 2 streams of 42 tokens, bptt 3
+    runs = tmp_path / "runs"
+    results = run_batch([{"args": ["train", config, "--runs-dir", runs, "--set", "data.variable_bptt=true",
+                                   *extra]} for extra in ([], ["--set", "data.max_bptt=1000"])])
+    line = assert_one_error_line(results[0], 2, "data.max_bptt", "bptt + 40")
+    assert_one_error_line(results[1], 2, "data.max_bptt: 1000 is longer than the train split allows")
+    assert "data.variable_bptt" in line
+    assert not runs.exists()

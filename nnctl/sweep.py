@@ -46,15 +46,15 @@ FINISHED, INTERRUPTED, FAILED, PENDING, RUNNING = "finished", "interrupted", "fa
 
 
 # -- the plan ------------------------------------------------------------------------------
-def split_values(text: str) -> list[str]:
-    """'a,b,[1,2],{x: 1, y: 2}' -> ['a', 'b', '[1,2]', '{x: 1, y: 2}']: commas inside brackets stay."""
+def split_values(text: str, separator: str = ",") -> list[str]:
+    """'a,b,[1,2],{x: 1, y: 2}' -> ['a', 'b', '[1,2]', '{x: 1, y: 2}']: separators inside brackets stay."""
     values, depth, start = [], 0, 0
     for i, char in enumerate(text):
         if char in "[{(":
             depth += 1
         elif char in "]})":
             depth -= 1
-        elif char == "," and depth == 0:
+        elif char == separator and depth == 0:
             values.append(text[start:i].strip())
             start = i + 1
     values.append(text[start:].strip())
@@ -162,16 +162,39 @@ def setting_label(setting: dict[str, str]) -> str:
     return " ".join(f"{k}={v}" for k, v in setting.items()) or "(the config as it is)"
 
 
-def plan_trials(grid: Sequence[tuple[str, list[str]]], samples: Sequence[tuple[str, Distribution]],
-                trials: int, seeds: Sequence[int] | None, sweep_seed: int, fixed: Sequence[str] = ()) -> list[Trial]:
-    """Every (setting, seed) pair: the grid's product, times `trials` random draws when sampling.
+def parse_case(text: str) -> dict[str, str]:
+    """`--case "model.dropout=0 optimizer.lr=5"` -> one setting; spaces inside brackets stay."""
+    example = "V [KEY=V ...], e.g. --case 'model.dropout=0 optimizer.lr=5'"
+    words = [w for w in split_values(text, " ") if w]
+    if not words:
+        raise ConfigError(f"--case {text!r}: expected KEY={example}")
+    setting = {}
+    for word in words:
+        key, value = _key_and_rest(word, "--case", example)
+        if not value.strip():
+            raise ConfigError(f"--case {text!r}: {key} has an empty value")
+        setting[key] = value
+    return setting
 
-    `fixed`: --set overrides applied to every trial before its setting."""
+
+def plan_trials(grid: Sequence[tuple[str, list[str]]], samples: Sequence[tuple[str, Distribution]],
+                trials: int, seeds: Sequence[int] | None, sweep_seed: int, fixed: Sequence[str] = (),
+                cases: Sequence[dict[str, str]] = ()) -> list[Trial]:
+    """Every (setting, seed) pair: each case (or none) times the grid's product, times `trials`
+    random draws when sampling.
+
+    `fixed`: --set overrides applied to every trial before its setting. `cases`: settings
+    listed one by one (an ablation: each technique off in turn), not multiplied out."""
     keys = [k for k, _ in grid] + [k for k, _ in samples]
     repeated = sorted({k for k in keys if keys.count(k) > 1})
     if repeated:
         raise ConfigError(f"{repeated[0]}: given more than once in --grid/--sample; give each key once")
+    clash = sorted({k for case in cases for k in case} & set(keys))
+    if clash:
+        raise ConfigError(f"{clash[0]}: given in both --case and --grid/--sample; give each key in one of them")
     settings = [dict(zip([k for k, _ in grid], combo)) for combo in itertools.product(*[v for _, v in grid])]
+    if cases:
+        settings = [{**case, **s} for case in cases for s in settings]
     if samples:
         rng = np.random.default_rng(sweep_seed)
         settings = [{**s, **{k: d.draw(rng) for k, d in samples}} for _ in range(trials) for s in settings]

@@ -107,6 +107,20 @@ def test_random_search_draws_within_its_ranges_and_repeats_with_its_seed():
     assert all(t.seed is None for t in first)
 
 
+def test_cases_are_settings_listed_one_by_one_times_the_grid():
+    cases = [sweep_mod.parse_case("model.dropout=0"), sweep_mod.parse_case("model.dropout=0.5 optimizer={type: sgd, lr: 1}")]
+    assert cases[1] == {"model.dropout": "0.5", "optimizer": "{type: sgd, lr: 1}"}
+    trials = sweep_mod.plan_trials([sweep_mod.parse_grid("train.epochs=1,2")], [], 10, None, 0, cases=cases)
+    assert [t.setting for t in trials] == [{"model.dropout": "0", "train.epochs": "1"},
+                                           {"model.dropout": "0", "train.epochs": "2"},
+                                           {**cases[1], "train.epochs": "1"}, {**cases[1], "train.epochs": "2"}]
+    with pytest.raises(ConfigError, match="both --case and --grid"):
+        sweep_mod.plan_trials([sweep_mod.parse_grid("model.dropout=0,1")], [], 10, None, 0, cases=cases)
+    for bad in ("", "model.dropout=", "model.dropout"):
+        with pytest.raises(ConfigError, match="--case"):
+            sweep_mod.parse_case(bad)
+
+
 @pytest.mark.parametrize("text", ["optimizer.lr=", "optimizer.lr=0.1,,0.2", "=0.1", "optimizer.lr"])
 def test_malformed_grids_are_refused(text):
     with pytest.raises(ConfigError, match="--grid"):

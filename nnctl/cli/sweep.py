@@ -19,6 +19,8 @@ def sweep(
                                    "setting). Values are YAML, as with --set; commas inside [..] or {..} stay."),
     set_: list[str] = typer.Option([], "--set", help="Override a config key in every trial, e.g. "
                                    "`--set train.epochs=3` (repeatable; YAML, as with nnctl train)."),
+    case: list[str] = typer.Option([], "--case", help="One setting, listed as it is: 'KEY=V KEY=V' (repeatable; "
+                                   "an ablation turns one technique off per --case). Multiplied by any --grid."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Train each setting once per seed, e.g. 1,2,3."),
     sample: list[str] = typer.Option([], "--sample", help="Random search: KEY=log:LOW:HIGH, "
                                      "KEY=uniform:LOW:HIGH or KEY=choice:A,B (repeatable)."),
@@ -55,16 +57,16 @@ def sweep(
         if jobs is not None and jobs < 1:
             fail(f"--jobs {jobs}: give at least 1 (trials at once)", 2)
         if resume is not None:
-            if config is not None or grid or sample or seeds or set_ or trials is not None or dry_run:
-                fail("--resume SWEEP_DIR continues a sweep as it was planned; give no CONFIG, --grid, "
+            if config is not None or grid or case or sample or seeds or set_ or trials is not None or dry_run:
+                fail("--resume SWEEP_DIR continues a sweep as it was planned; give no CONFIG, --grid, --case, "
                      "--sample, --seeds, --set, --trials or --dry-run with it", 2)
             plan = sweep_mod.Sweep.open(resume)
             jobs = plan.jobs = jobs or plan.jobs
             data = str(data_dir) if data_dir else plan.data_dir
         else:
             jobs = jobs or 1
-            plan, data = _plan(config, set_, grid, seeds, sample, trials, sweep_seed, jobs, runs_dir, data_dir,
-                               dry_run)
+            plan, data = _plan(config, set_, grid, case, seeds, sample, trials, sweep_seed, jobs, runs_dir,
+                               data_dir, dry_run)
             if plan is None:
                 return
         total = len(plan.trials)
@@ -94,15 +96,16 @@ def sweep(
             raise typer.Exit(1)
 
 
-def _plan(config, fixed, grid, seeds, sample, trials, sweep_seed, jobs, runs_dir, data_dir, dry_run):
+def _plan(config, fixed, grid, case, seeds, sample, trials, sweep_seed, jobs, runs_dir, data_dir, dry_run):
     """Parse and check the whole plan, then make the sweep folder (or, dry, print its commands)."""
     from nnctl import sweep as sweep_mod
 
     if config is None:
         fail("missing CONFIG: give an experiment file (e.g. configs/mlp_fashion_mnist.yaml) or "
              "--resume SWEEP_DIR", 2)
-    if not (grid or sample or seeds):
-        fail("nothing to sweep: give --grid KEY=V1,V2, --sample KEY=log:LOW:HIGH or --seeds 1,2,3", 2)
+    if not (grid or case or sample or seeds):
+        fail("nothing to sweep: give --grid KEY=V1,V2, --case 'KEY=V ...', --sample KEY=log:LOW:HIGH "
+             "or --seeds 1,2,3", 2)
     if trials is not None and not sample:
         fail(f"--trials {trials}: counts random draws, so it needs --sample KEY=...", 2)
     if trials is not None and trials < 1:
@@ -110,7 +113,8 @@ def _plan(config, fixed, grid, seeds, sample, trials, sweep_seed, jobs, runs_dir
     parsed_grid = [sweep_mod.parse_grid(text) for text in grid]
     parsed_sample = [sweep_mod.parse_sample(text) for text in sample]
     seed_list = sweep_mod.parse_seeds(seeds) if seeds is not None else None
-    planned = sweep_mod.plan_trials(parsed_grid, parsed_sample, trials or 10, seed_list, sweep_seed, fixed)
+    cases = [sweep_mod.parse_case(text) for text in case]
+    planned = sweep_mod.plan_trials(parsed_grid, parsed_sample, trials or 10, seed_list, sweep_seed, fixed, cases)
     cfg = sweep_mod.check_trials(config, planned)  # every trial's config resolves, or one line
     if dry_run:
         for line in sweep_mod.dry_run_commands(config, planned, str(data_dir) if data_dir else None):

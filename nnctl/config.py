@@ -34,6 +34,7 @@ class TrainConfig:
     on_nonfinite: Literal["stop", "skip"] = "stop"  # a NaN/inf loss or gradient: stop, or skip that batch
     log_every: int = 50  # steps between plain progress lines when the output is not a terminal
     log_grad_norms: bool = False  # every log_every steps, each parameter's gradient norm (before clipping)
+    threads: int | None = None  # BLAS and elementwise threads; null: measured while training (thread_tuner.py)
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -46,6 +47,12 @@ class TrainConfig:
                 raise ValueError(f"{key} must be >= 1 (or null), got {value}")
         if self.log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}")
+        if self.threads is not None:
+            from nnctl.threads import cores
+
+            if not 1 <= self.threads <= cores():
+                raise ValueError(f"threads must be between 1 and {cores()}, the cores this process may use, "
+                                 f"got {self.threads} (or null: nnctl measures which count runs fastest)")
 
 
 SECTIONS = ("name", "seed", "device", "dtype", "data", "model", "optimizer", "schedule", "train")

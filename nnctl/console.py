@@ -63,6 +63,8 @@ def describe_record(rec: dict[str, Any]) -> str:
             parts.append(f"{key} {format_value(key, rec[key])}")
     if "throughput" in rec:
         parts.append(f"{rec['throughput']:,.0f}/s")
+    if "threads" in rec:
+        parts.append(f"threads {rec['threads']}")
     parts.append(f"lr {format_value('lr', rec['lr'])}")
     return "  ".join(parts)
 
@@ -101,11 +103,15 @@ class PlainListener:
             return ""
         return f"  best valid {self.metric} {format_value(self.metric, info['best'])}"
 
+    def threads_text(self, info) -> str:
+        """'  threads 2': the count training runs on now (nnctl/thread_tuner.py), when the Trainer says."""
+        return f"  threads {info['threads']}" if info.get("threads") is not None else ""
+
     def on_step(self, info):
         if info["batch"] % self.log_every == 0 or info["batch"] == info["steps_per_epoch"]:
             self.emit(f"epoch {info['epoch'] + 1} batch {info['batch']}/{info['steps_per_epoch']}  "
                       f"loss {info['loss']:.4f}  lr {info['lr']:.4g}  {info['throughput']:,.0f} {self.unit}/s"
-                      + self.best_text(info))
+                      + self.threads_text(info) + self.best_text(info))
 
     def on_eval_start(self, split, num_batches):
         pass
@@ -167,7 +173,8 @@ class RichListener(PlainListener):
         super().on_step(info)
         self.progress.update(self.task, completed=info["batch"],
                              info=f"loss {info['loss']:.4f}  lr {info['lr']:.3g}  "
-                                  f"{info['throughput']:,.0f} {self.unit}/s{self.best_text(info)}")
+                                  f"{info['throughput']:,.0f} {self.unit}/s{self.threads_text(info)}"
+                                  f"{self.best_text(info)}")
 
     def on_eval_start(self, split, num_batches):
         if self.eval_task is not None:

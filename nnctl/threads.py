@@ -11,10 +11,14 @@ rows that cover `range(num_rows)`, the threads (the calling one among them) taki
 next block as they finish one. Blocks are small so that a row's max, subtract and exp
 passes read it from cache rather than memory.
 
-How many threads: `NNCTL_NUM_THREADS`, else `OPENBLAS_NUM_THREADS` or `OMP_NUM_THREADS`,
-else the cores this process may run on. So `OPENBLAS_NUM_THREADS=1`, the advice for a
-machine busy with other work (README), makes all of nnctl single-threaded. A value that
-is not a positive integer is ignored.
+How many threads: `NNCTL_NUM_THREADS`, else `OPENBLAS_NUM_THREADS` or `OMP_NUM_THREADS`
+(an explicit setting: it always wins), else the count last given to `use_threads`, else
+the cores this process may run on. A value that is not a positive integer is ignored.
+
+`use_threads(n)` sets both pools at runtime: this module's, and OpenBLAS's through
+threadpoolctl (which finds the BLAS libraries loaded in this process and calls their
+own `set_num_threads`). The Trainer calls it with `train.threads` or with what
+nnctl/thread_tuner.py measured to run fastest.
 """
 
 from __future__ import annotations
@@ -26,21 +30,48 @@ from typing import Callable
 
 _THREAD_VARIABLES = ("NNCTL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
 
+_chosen: int | None = None  # use_threads()'s count, used when no variable is set
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 _pool_owner: int | None = None  # the pid that made the pool: a forked child must make its own
 
 
-def num_threads() -> int:
-    """Threads for elementwise work: the first positive integer among the variables, else the cores."""
-    for name in _THREAD_VARIABLES:
+def explicit_setting(names: tuple[str, ...] = _THREAD_VARIABLES) -> tuple[str, int] | None:
+    """(variable, count) of the first of `names` set to a positive integer, else None."""
+    for name in names:
         value = os.environ.get(name, "").strip()
         if value.isdigit() and int(value) > 0:
-            return int(value)
+            return name, int(value)
+    return None
+
+
+def cores() -> int:
+    """The cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def num_threads() -> int:
+    """Threads for elementwise work: an explicit variable, else use_threads()'s count, else the cores."""
+    explicit = explicit_setting()
+    if explicit is not None:
+        return explicit[1]
+    return _chosen if _chosen is not None else cores()
+
+
+def use_threads(count: int) -> None:
+    """Run BLAS products and this module's elementwise passes on `count` threads from now on.
+
+    Takes effect between two products, in the running process; the BLAS libraries loaded
+    by now are the ones set (threadpoolctl looks them up on every call, about 2 ms).
+    """
+    global _chosen
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=count, user_api="blas")
+    _chosen = count
 
 
 def _helpers(count: int) -> ThreadPoolExecutor:

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from nnctl import checkpoint, streams
+from nnctl import checkpoint, streams, thread_tuner
 from nnctl.backend import tree_to_device
 from nnctl.config import TrainConfig
 from nnctl.data.base import batch_length
@@ -74,6 +74,7 @@ class Trainer:
     stop_signal: int | None = None  # set by request_stop (a signal handler); acted on between steps
     comm: Any = field(default_factory=SingleProcess)  # nnctl.distributed: MPI ranks, or just this process
     device: str = "cpu"  # where the model's arrays live; batches are moved there once per step
+    threads: Any = None  # nnctl.thread_tuner: the thread count in use (tuned from step times, or fixed)
     _agreed_stop: int | None = None  # several ranks: a stop every rank learned from the same step's allreduce
 
     def __post_init__(self):
@@ -82,6 +83,9 @@ class Trainer:
         self.named_params = self.model.named_params()
         self.params = list(self.named_params.values())
         self._started = time.perf_counter()  # fit() starts the clock again
+        if self.threads is None:  # tuned on the CPU of one process, unless a count is given
+            self.threads = thread_tuner.for_training(self.config.threads,
+                                                     tune=self.device == "cpu" and self.comm.size == 1)
 
     def request_stop(self, signum: int) -> None:
         self.stop_signal = signum
@@ -148,6 +152,7 @@ class Trainer:
     # -- training ----------------------------------------------------------------------
     def step(self, batch) -> LossOutput | None:
         """One optimizer step on one batch; None when a non-finite batch was skipped."""
+        started = time.perf_counter()
         p = self.progress
         lr_scale = getattr(self.data, "lr_scale", None)  # variable-length BPTT: lr * window length / bptt
         self.optimizer.lr = self.schedule.lr(p.epoch, p.step) * (lr_scale(batch) if lr_scale else 1.0)
@@ -189,6 +194,7 @@ class Trainer:
         p.step += 1
         if logged_norms is not None:
             self.record_grad_norms(logged_norms)
+        self.threads.observe(time.perf_counter() - started, out.count)
         return out
 
     def logs_grad_norms(self, step: int) -> bool:
@@ -221,6 +227,8 @@ class Trainer:
                                     "unit": self.data.unit, "run": str(self.run.path) if self.run else None,
                                     "params": self.model.num_params(), "start_epoch": p.epoch,
                                     "metric": self.metric, "log_every": cfg.log_every})
+        if self.threads.note:  # an environment variable overrides train.threads
+            self.listener.on_message(self.threads.note)
         if not getattr(self.model, "trainable", True):
             return self._fit_closed_form()
 
@@ -251,6 +259,7 @@ class Trainer:
                     "epoch": p.epoch, "batch": p.batch, "steps_per_epoch": steps_per_epoch, "step": p.step,
                     "loss": totals.summary(self.metric)["loss"], "lr": self.optimizer.lr,
                     "throughput": window_count / max(now - window_start, 1e-9), "best": p.best,
+                    "threads": self.threads.count,
                 })
                 if cfg.eval_every and p.step % cfg.eval_every == 0:
                     with self.optimizer.averaged():  # NT-ASGD: the averaged weights (else a no-op)
@@ -260,7 +269,7 @@ class Trainer:
             epoch_seconds = time.perf_counter() - window_start
             records = [self.record("train", totals.summary(self.metric),
                                    {"throughput": round(window_count / max(epoch_seconds, 1e-9), 1),
-                                    "nonfinite_skips": p.nonfinite_skips})]
+                                    "nonfinite_skips": p.nonfinite_skips, "threads": self.threads.count})]
             with self.optimizer.averaged():
                 valid = self.evaluate("valid")
             records.append(self.record("valid", valid))

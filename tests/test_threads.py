@@ -65,3 +65,52 @@ def test_thread_count_follows_nnctl_then_blas_variables(monkeypatch):
     assert num_threads() == 5
     monkeypatch.setenv("NNCTL_NUM_THREADS", "many")  # not a positive integer: ignored
     assert num_threads() == 1
+
+
+@pytest.fixture
+def blas_restored(monkeypatch):
+    """Whatever a test sets with use_threads is undone: BLAS's count and the module's own."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import nnctl.threads as threads_mod
+
+    before = {info["filepath"]: info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+    chosen = threads_mod._chosen
+    for name in ("NNCTL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    yield
+    threads_mod._chosen = chosen
+    if before:
+        threadpool_limits(limits=max(before.values()), user_api="blas")
+
+
+def test_use_threads_sets_blas_and_the_elementwise_pool_and_a_variable_still_wins(blas_restored, monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    from nnctl.threads import use_threads
+
+    use_threads(1)
+    assert num_threads() == 1
+    assert {info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"} == {1}
+    monkeypatch.setenv("NNCTL_NUM_THREADS", "3")
+    assert num_threads() == 3
+
+
+def test_the_elementwise_pool_gives_the_same_bits_at_any_count(blas_restored, monkeypatch):
+    """The decoder's max/exp/sum pass on 1 or 3 threads: identical loss and gradients (BLAS fixed)."""
+    from nnctl.layers.decoder_loss import DecoderCrossEntropy
+    from nnctl.threads import use_threads
+
+    use_threads(1)  # BLAS's own count changes the last bits of a product; keep it fixed here
+    rng = np.random.default_rng(0)
+    h = rng.standard_normal((96, 16), dtype=np.float32) * 3
+    y = rng.integers(0, 50, 96)
+    results = []
+    for count in ("1", "3"):
+        monkeypatch.setenv("NNCTL_NUM_THREADS", count)
+        layer = DecoderCrossEntropy(16, 50, rng=np.random.default_rng(1))
+        loss = layer.forward(h, y)
+        dh = layer.backward(1 / 96)
+        results.append((loss, dh, layer.W.grad.copy(), layer.b.grad.copy()))
+    for first, second in zip(*results):
+        assert np.array_equal(first, second)

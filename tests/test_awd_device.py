@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 import strict_device
-from test_device import DEVICE, assert_checkpoints_close, assert_records_close, data_dir, float64, records, resume, train  # noqa: F401
+from test_device import data_dir  # noqa: F401 (the fixture)
+from test_device import DEVICE, assert_checkpoints_close, assert_records_close, float64, records, resume, train
 
 TINY = yaml.safe_load((Path(__file__).parent.parent / "configs/tiny_lstm.yaml").read_text())
 REGULARISERS = {"dropout": 0.2, "dropout_between": 0.1, "locked_dropout": True, "embedding_dropout": 0.1,

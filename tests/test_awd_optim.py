@@ -41,7 +41,8 @@ def test_adamw_step_by_hand():
 
 def test_adamw_is_not_adam_with_l2():
     p, q = param([1.0, -2.0]), param([1.0, -2.0])
-    decoupled, l2 = build("adamw", {"w": p}, lr=0.1, weight_decay=0.1), build("adam", {"w": q}, lr=0.1, weight_decay=0.1)
+    decoupled = build("adamw", {"w": p}, lr=0.1, weight_decay=0.1)
+    l2 = build("adam", {"w": q}, lr=0.1, weight_decay=0.1)
     for _ in range(3):
         p.grad[...] = q.grad[...] = [0.5, 1.0]
         decoupled.step(), l2.step()

@@ -29,8 +29,8 @@ def test_bad_values_are_one_line_naming_the_key_before_any_data(tmp_path):
         (config, "data.variable_bptt=true --set data.max_bptt=2", "data.max_bptt"),
         (toy, "model.weight_drop=0.5", "model.weight_drop"),  # a model with no recurrent matrix has no such key
     ]
-    results = run_batch([{"args": ["train", path, "--runs-dir", runs, *sum((["--set", s] for s in sets.split(" --set ")), [])]}
-                         for path, sets, _ in cases])
+    sets = [[arg for s in given.split(" --set ") for arg in ("--set", s)] for _, given, _ in cases]
+    results = run_batch([{"args": ["train", path, "--runs-dir", runs, *extra]} for (path, _, _), extra in zip(cases, sets)])
     for (_, _, key), result in zip(cases, results):
         assert_one_error_line(result, 2, key)
     assert not runs.exists()

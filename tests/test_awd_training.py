@@ -14,7 +14,7 @@ import pytest
 
 from hostile_cli import lm_config, text_data
 from nnctl import checkpoint, run, streams
-from nnctl.data.lm import batchify, variable_windows, windows
+from nnctl.data.lm import batchify, expected_length, variable_windows, windows
 from nnctl.trainer import SilentListener
 
 
@@ -32,6 +32,8 @@ def test_variable_windows_cover_the_stream_once_with_lengths_around_bptt():
     assert 0.05 < np.mean(body < 25) < 0.10  # the bptt / 2 windows (5%), and 2% of the others
     again = [x.shape[1] for x, _ in variable_windows(stream, 35, np.random.default_rng(0), 5, 75)]
     assert again == list(lengths)  # the same stream, the same cuts
+    assert expected_length(35, 5, 75) == pytest.approx(body.mean(), rel=0.01)
+    assert expected_length(6, 6, 6) == 6.0
 
 
 def lm_data(tmp_path, **data):
@@ -46,6 +48,8 @@ def test_only_training_with_an_rng_gets_variable_windows(tmp_path):
     fixed = [x.shape[1] for x, _ in windows(data.streams("train", 2), 6)]
     drawn = [x.shape[1] for x, _ in data.batches("train", rng=np.random.default_rng(1))]
     assert drawn != fixed and sum(drawn) == sum(fixed)
+    counts = [len(list(data.batches("train", rng=np.random.default_rng(seed)))) for seed in range(20)]
+    assert np.mean(counts) == pytest.approx(data.num_batches("train"), rel=0.05)  # the display's steps per epoch
     assert [x.shape[1] for x, _ in data.batches("train", rng=None)] == fixed  # no rng: fixed windows
     assert {x.shape[1] for x, _ in data.batches("valid", rng=np.random.default_rng(1))} <= {6, 5, 4, 3, 2, 1}
     x, y = next(data.batches("train", rng=np.random.default_rng(1)))

@@ -20,6 +20,7 @@ keeps fixed windows of bptt.
 
 from __future__ import annotations
 
+import math
 from typing import Iterator
 
 import numpy as np
@@ -78,6 +79,23 @@ def variable_windows(streams: np.ndarray, bptt: int, rng: np.random.Generator, m
         stop = min(start + length, total)
         yield streams[:, start:stop], streams[:, start + 1: stop + 1]
         start = stop
+
+
+def expected_length(bptt: int, min_bptt: int, max_bptt: int) -> float:
+    """The mean window length `variable_windows` draws: sum of k * P(length = k), from the normal's CDF."""
+    def below(k: float, mean: float) -> float:  # P(normal(mean, std) < k)
+        return 0.5 * (1 + math.erf((k - mean) / (VARIABLE_BPTT_STD * math.sqrt(2))))
+
+    if min_bptt == max_bptt:
+        return float(min_bptt)
+    total = 0.0
+    for weight, mean in ((FULL_LENGTH_P, bptt), (1 - FULL_LENGTH_P, bptt / 2)):
+        # int() rounds toward zero, so length k (min < k < max) comes from [k, k + 1)
+        p_min = below(min_bptt + 1, mean)  # everything below min_bptt + 1 becomes min_bptt
+        p_max = 1 - below(max_bptt, mean)
+        inner = sum(k * (below(k + 1, mean) - below(k, mean)) for k in range(min_bptt + 1, max_bptt))
+        total += weight * (min_bptt * p_min + inner + max_bptt * p_max)
+    return total
 
 
 class LanguageModelData(Dataset):
@@ -155,8 +173,10 @@ class LanguageModelData(Dataset):
         return windows(streams, self.bptt)
 
     def num_batches(self, split: str, batch_size: int | None = None) -> int:
-        """Windows in one pass (with variable_bptt, the training split's count about that: the fixed one)."""
+        """Windows in one pass; with variable_bptt, the training split's expected count (each epoch draws its own)."""
         steps = len(self.corpus.ids[split]) // self._batch_size(split, batch_size)
+        if self.variable_bptt and split == "train":
+            return max(1, round((steps - 1) / expected_length(self.bptt, self.min_bptt, self.max_bptt)))
         return -(-(steps - 1) // self.bptt)
 
     def num_tokens(self, split: str, batch_size: int | None = None) -> int:

@@ -84,7 +84,7 @@ CASES = {
     "dropout one": {"model": {"type": "toy_softmax", "dropout": 1.0}},
     "bool for float": {"optimizer": {"type": "sgd", "lr": True}},
     "list for int": {"train": {"epochs": [1, 2]}},
-    "unknown optimizer": {"optimizer": {"type": "adamw", "lr": 0.1}},
+    "unknown optimizer": {"optimizer": {"type": "adamax", "lr": 0.1}},
     "unknown schedule": {"schedule": {"type": "cosne"}},
     "schedule without type": {"schedule": {"factor": 0.5}},
     "section not a mapping": {"model": "toy_softmax"},

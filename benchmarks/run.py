@@ -3,6 +3,7 @@
 
     python3 benchmarks/run.py --data-dir /work/shared/data [--only lm,cnn,cbow] [--quick]
                               [--repeat N] [--json out.json] [--peer-python /tmp/peers/bin/python]
+    python3 benchmarks/run.py --data-dir /work/shared/data --busy     # one core kept busy meanwhile
 
 Each workload runs in its own process (benchmarks/worker.py) so its peak resident memory
 is its own; the peer (PyTorch, run with --peer-python as a subprocess) runs the same
@@ -11,6 +12,9 @@ A B B A ..., so the machine's drift lands on both alike (benchmarks/turns.py). C
 gensim train whole epochs, one after the other.
 With --repeat N each (nnctl, peer) pair runs N times in a row; the table shows the round
 whose training ratio is the median, and the spread of the ratios follows it.
+With --busy a plain CPU-bound process keeps one core busy for the whole suite, and nnctl
+pinned to one thread (OPENBLAS_NUM_THREADS=1) takes turns with nnctl and the peer (both at
+their defaults): the small LM and the CNN unless --only says otherwise.
 See benchmarks/README.md for what every figure means.
 """
 
@@ -56,6 +60,12 @@ TARGETS = {("lm_book", "train"): 1.2, ("lm_small", "train"): 0.9, ("lm_medium", 
            ("lm_gru", "train"): 1.0, ("lm_rnn", "train"): 1.0,
            ("lm_medium", "eval"): 0.75, ("cnn", "train"): 0.5, ("cbow", "train"): 0.1}
 BOOK_TARGET = 3.0
+# --busy (one core taken by another process): nnctl's defaults against the peer's, and
+# against nnctl pinned to one thread (column "x 1thr").
+BUSY_TARGETS = {("lm_small", "train"): 2.0}
+PINNED_TARGET = 0.9
+BUSY_DEFAULT = "lm_small,cnn"
+BURNER = [sys.executable, "-c", "while True: pass"]  # a plain CPU-bound process: one core's worth
 MEDIUM_RSS_LIMIT_MB = 1500
 
 GROUPS = {"lm": ["lm_book", "lm_small", "lm_medium"], "cells": ["lm_gru", "lm_rnn"], "cnn": ["cnn"], "cbow": ["cbow"]}
@@ -103,13 +113,14 @@ class Child:
     """
 
     def __init__(self, cmd: list[str], log, profile_to: Path | None = None, profile_seconds: float = 0,
-                 timeout: float = 1800):
-        log(f"  $ {' '.join(cmd)}")
+                 timeout: float = 1800, env: dict[str, str] | None = None):
+        changed = {k: v for k, v in (env or {}).items() if USER_ENV.get(k) != v}
+        log(f"  $ {''.join(f'{k}={v} ' for k, v in changed.items())}{' '.join(cmd)}")
         self.log, self.profile_to, self.profile_seconds = log, profile_to, profile_seconds
         self.deadline = time.monotonic() + timeout
         self.stderr = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
-                                     text=True, cwd=ROOT, env=USER_ENV)
+                                     text=True, cwd=ROOT, env=env or USER_ENV)
         self.spy, self.workload, self.result, self.alive = None, None, None, True
         self.slices: list[list] = []  # [phase, items, seconds] of each slice, for the JSON
 
@@ -237,9 +248,10 @@ def word_quality(vectors_npy: str, data_dir: Path) -> dict:
             "wordsim353_rho": ws.spearman, "simlex999_rho": sl.spearman}
 
 
-def rows_for(name: str, r: dict) -> list[dict]:
-    """Table rows (train, eval) of one workload."""
+def rows_for(name: str, r: dict, busy: bool = False) -> list[dict]:
+    """Table rows (train, eval) of one workload; `busy`: the targets of --busy."""
     nn, peer, book_here = r.get("nnctl") or {}, r.get("peer") or {}, r.get("book_here") or {}
+    pinned = r.get("pinned") or {}
     rows = []
     for phase in ("train", "eval"):
         value = nn.get(f"{phase}_per_s")
@@ -251,7 +263,11 @@ def rows_for(name: str, r: dict) -> list[dict]:
         rows.append({
             "workload": name, "phase": phase, "unit": f"{nn['unit']}/s",
             "nnctl": value, "peer": other, "peer_name": peer.get("peer"),
-            "ratio": value / other if other else None, "target": TARGETS.get((name, phase)),
+            "ratio": value / other if other else None,
+            "target": (BUSY_TARGETS if busy else TARGETS).get((name, phase)),
+            "pinned": pinned.get(f"{phase}_per_s"),
+            "x_pinned": value / pinned[f"{phase}_per_s"] if pinned.get(f"{phase}_per_s") else None,
+            "threads": (nn.get("threads") or {}).get("count") if phase == "train" else None,
             "book": BOOK.get(book_key), "x_book": value / BOOK[book_key] if book_key in BOOK else None,
             "x_book_scaled": (value / (BOOK[book_key] * other / PEER_THEN[book_key])
                               if other and book_key in BOOK and book_key in PEER_THEN else None),
@@ -270,8 +286,10 @@ def fmt(value, spec: str = ",.0f", none: str = "-") -> str:
 
 
 def print_table(rows: list[dict], results: dict, log) -> None:
+    pinned = any(row.get("pinned") for row in rows)  # --busy: nnctl pinned to one thread took turns too
     head = (f"{'workload':<10} {'phase':<5} {'unit':<9} {'nnctl':>9} {'peer':>9} {'ratio':>6} {'target':>7} "
-            f"{'x book':>7} {'x book~':>7} {'x here':>7} {'bound':>9} {'of bnd':>6} {'matmul':>6} {'RSS MB':>7} "
+            + (f"{'1 thread':>9} {'x 1thr':>7} {'thr':>3} " if pinned else "")
+            + f"{'x book':>7} {'x book~':>7} {'x here':>7} {'bound':>9} {'of bnd':>6} {'matmul':>6} {'RSS MB':>7} "
             f"{'peerRSS':>7}")
     log("")
     log(head)
@@ -283,8 +301,14 @@ def print_table(rows: list[dict], results: dict, log) -> None:
         for key in ("x_book", "x_book_scaled", "x_book_here"):
             if row["workload"].startswith("lm_") and row["phase"] == "train" and row[key] is not None:
                 marks[key] = "" if row[key] >= BOOK_TARGET else "!"
+        pinned_cells = ""
+        if pinned:
+            x = row["x_pinned"]
+            x_mark = "" if x is None or row["phase"] != "train" else (" ok" if x >= PINNED_TARGET else " !!")
+            pinned_cells = (f"{fmt(row['pinned']):>9} {fmt(x, '.2f') + x_mark:>7} "
+                            f"{fmt(row['threads'], 'd'):>3} ")
         log(f"{row['workload']:<10} {row['phase']:<5} {row['unit']:<9} {fmt(row['nnctl']):>9} {fmt(row['peer']):>9} "
-            f"{fmt(row['ratio'], '.2f'):>6} {(fmt(target, '.2f') + mark) if target else '-':>7} "
+            f"{fmt(row['ratio'], '.2f'):>6} {(fmt(target, '.2f') + mark) if target else '-':>7} {pinned_cells}"
             f"{fmt(row['x_book'], '.1f') + marks.get('x_book', ''):>7} "
             f"{fmt(row['x_book_scaled'], '.1f') + marks.get('x_book_scaled', ''):>7} "
             f"{fmt(row['x_book_here'], '.1f') + marks.get('x_book_here', ''):>7} "
@@ -295,12 +319,14 @@ def print_table(rows: list[dict], results: dict, log) -> None:
         log("")
         log("Ratio over the rounds (min / median / max; the table shows the median round):")
         for name, rounds in spread:
-            for phase in ("train", "eval"):
-                ratios = sorted(r[phase] for r in rounds if r.get(phase) is not None)
+            for phase, key, label in (("train", "train", ""), ("eval", "eval", ""),
+                                      ("train", "train_x_1thr", "  (x 1 thread)"),
+                                      ("eval", "eval_x_1thr", "  (x 1 thread)")):
+                ratios = sorted(r[key] for r in rounds if r.get(key) is not None)
                 if ratios:
                     mid = ratios[(len(ratios) - 1) // 2]
                     log(f"  {name:<10} {phase:<5} {ratios[0]:.2f} / {mid:.2f} / {ratios[-1]:.2f}   "
-                        f"({', '.join(f'{r:.2f}' for r in ratios)})")
+                        f"({', '.join(f'{r:.2f}' for r in ratios)}){label}")
     cbow = results.get("cbow") or {}
     if cbow.get("quality"):
         log("")
@@ -320,13 +346,14 @@ def print_table(rows: list[dict], results: dict, log) -> None:
 
 
 def run_pair(name: str, p: dict, data_dir: Path, exe: str | None, has: dict, spy: str | None,
-             tmp: Path, log, book: bool = True) -> dict:
+             tmp: Path, log, book: bool = True, busy: bool = False) -> dict:
     """One round of a workload: nnctl's worker (profiled when `spy`) and its peer, taking turns;
-    for an LM with `book`, the re-created book code too."""
+    for an LM with `book`, the re-created book code too; with `busy`, nnctl pinned to one thread too."""
     tmp.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(HERE / "worker.py"), name, "--data-dir", str(data_dir),
            "--eval-seconds", str(p["eval_seconds"])]
     cmd += ["--epochs", str(p["epochs"])] if "epochs" in p else ["--warmup", str(p["warmup"]), "--turns"]
+    unprofiled = list(cmd)
     if spy:
         cmd += ["--profile-seconds", str(p["profile_seconds"])]
     if name == "cbow":
@@ -350,10 +377,12 @@ def run_pair(name: str, p: dict, data_dir: Path, exe: str | None, has: dict, spy
                       if with_peer else None,
                       "book_here": (lambda: book_command(workload, data_dir))
                       if book and name.startswith("lm_") and workload["config"]["model"].get("cell", "lstm") == "lstm"
-                      else None}
+                      else None,
+                      "pinned": (lambda: unprofiled) if busy else None}
+            envs = {"pinned": {**USER_ENV, "OPENBLAS_NUM_THREADS": "1"}}  # nnctl's pool follows it (threads.py)
             for who, command in others.items():
                 if command is not None:
-                    child = Child(command(), log)
+                    child = Child(command(), log, env=envs.get(who))
                     if child.ready():
                         players[who] = child
                     else:
@@ -366,19 +395,23 @@ def run_pair(name: str, p: dict, data_dir: Path, exe: str | None, has: dict, spy
         return entry
     if spy and (tmp / f"{name}.prof").exists():
         entry["profile"] = profile_share.summarise(tmp / f"{name}.prof")
-    for row in rows_for(name, entry):
+    for row in rows_for(name, entry, busy):
         here = f", book re-created {fmt(row['book_here'])} (x {fmt(row['x_book_here'], '.2f')})" if row["book_here"] else ""
+        pinned = f", nnctl on 1 thread {fmt(row['pinned'])} (x {fmt(row['x_pinned'], '.2f')})" if row["pinned"] else ""
         log(f"  {row['phase']}: nnctl {fmt(row['nnctl'])} {row['unit']}, peer {fmt(row['peer'])}, "
-            f"ratio {fmt(row['ratio'], '.2f')}{here}")
+            f"ratio {fmt(row['ratio'], '.2f')}{here}{pinned}")
+    threads = entry["nnctl"].get("threads") or {}
+    if threads.get("tuning"):
+        log(f"  nnctl's threads: {threads['count']} at the end; switches (step, count): {threads['switches']}")
     return entry
 
 
-def median_round(name: str, rounds: list[dict]) -> dict:
+def median_round(name: str, rounds: list[dict], busy: bool = False) -> dict:
     """The round whose training ratio is the median (the lower middle one for an even count),
     so every figure in the table comes from one real round; the first round's profile is kept.
     Without a peer, rounds are ranked by nnctl's own training speed."""
     def train_ratio(entry: dict) -> float:
-        row = next((r for r in rows_for(name, entry) if r["phase"] == "train"), None)
+        row = next((r for r in rows_for(name, entry, busy) if r["phase"] == "train"), None)
         return 0.0 if row is None else row["ratio"] or row["nnctl"]
 
     ranked = sorted(rounds, key=train_ratio)
@@ -392,9 +425,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=os.environ.get("NNCTL_DATA"),
                     help="folder with ptb/, fashion-mnist/, word-eval/ (default: $NNCTL_DATA, else nnctl's default)")
-    ap.add_argument("--only", default="lm,cnn,cbow",
+    ap.add_argument("--only", default=None,
                     help="comma list of groups (lm, cells, cnn, cbow) or workloads (lm_book, lm_small, lm_medium, "
-                         "lm_gru, lm_rnn)")
+                         f"lm_gru, lm_rnn); default lm,cnn,cbow ({BUSY_DEFAULT} with --busy)")
     ap.add_argument("--quick", action="store_true", help="short windows: ~2-3 minutes for the whole suite")
     ap.add_argument("--json", default=None, help="write every figure here (default: benchmarks/results/<date>.json)")
     ap.add_argument("--peer-python", default=None,
@@ -405,6 +438,9 @@ def main(argv=None) -> int:
                     help="skip the re-created book LM (peers/book_lm.py) that the 'x here' column divides by")
     ap.add_argument("--repeat", type=int, default=1,
                     help="run each (nnctl, peer) pair N times; report the median round and the spread")
+    ap.add_argument("--busy", action="store_true",
+                    help="keep one core busy with a CPU-bound process meanwhile, and time nnctl pinned to one "
+                         "thread in the same turns (column x 1thr); skips the book LM")
     args = ap.parse_args(argv)
     if args.repeat < 1:
         ap.error(f"--repeat: need at least 1 round, got {args.repeat}")
@@ -413,6 +449,8 @@ def main(argv=None) -> int:
 
     data_dir = default_data_dir(args.data_dir)
     names = []
+    if args.only is None:
+        args.only = BUSY_DEFAULT if args.busy else "lm,cnn,cbow"
     for part in args.only.split(","):
         part = part.strip()
         if part in GROUPS:
@@ -434,40 +472,69 @@ def main(argv=None) -> int:
            "command": " ".join([Path(sys.executable).name, *sys.argv]), "quick": args.quick,
            "peer_python": exe, "peers": has, "py_spy": spy,
            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
-           "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
+           "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+           "busy": " ".join(BURNER) if args.busy else None}
     log(f"nnctl benchmarks | python {env['python']} numpy {env['numpy']} | {env['cpus']} cpus | "
         f"load {env['load_avg_start'][0]:.1f} | peers: {exe or 'none'} {has} | py-spy: {spy or 'none'}")
     p_all = plan(args.quick)
-    results: dict[str, dict] = {}
     tmp = Path(tempfile.mkdtemp(prefix="nnctl-bench-"))
     t_suite = time.perf_counter()
+    burner = start_burner(log) if args.busy else None
+    try:
+        results = run_all(names, p_all, data_dir, exe, has, spy, tmp, log, args)
+    finally:
+        if burner is not None:
+            burner.kill()
+            burner.wait()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    rows = [row for name in names if name in results for row in rows_for(name, results[name], args.busy)]
+    env["load_avg_end"] = os.getloadavg()
+    env["suite_s"] = round(time.perf_counter() - t_suite, 1)
+    print_table(rows, results, log)
+    suffix = ("-quick" if args.quick else "") + ("-busy" if args.busy else "")
+    out = Path(args.json) if args.json else HERE / "results" / f"{dt.date.today().isoformat()}{suffix}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"env": env, "table": rows, "results": results}, indent=1, default=str) + "\n")
+    log(f"\nsuite {env['suite_s']:.0f} s, load {env['load_avg_end'][0]:.1f} at the end; JSON: {out}")
+    return 0
+
+
+def start_burner(log) -> subprocess.Popen:
+    """--busy: one plain CPU-bound process for the whole suite, started before any workload."""
+    proc = subprocess.Popen(BURNER, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log(f"busy: one core kept busy by `{' '.join(BURNER)}` (pid {proc.pid})")
+    time.sleep(1.0)  # running before the first worker starts, so its warm-up sees the load
+    return proc
+
+
+def run_all(names: list[str], p_all: dict, data_dir: Path, exe: str | None, has: dict, spy: str | None,
+            tmp: Path, log, args) -> dict[str, dict]:
+    """Every workload's rounds: {name: the median round, with the spread over rounds}."""
+    results: dict[str, dict] = {}
     for name in names:
         p = p_all[name]
+        if args.busy and "warmup" in p:  # nnctl's first choice of threads is made in warm-up (thread_tuner.py)
+            p = {**p, "warmup": max(p["warmup"], 25)}
         rounds = []
         for round_no in range(args.repeat):
             log(f"\n== {name}" + (f" (round {round_no + 1} of {args.repeat})" if args.repeat > 1 else ""))
             rounds.append(run_pair(name, p, data_dir, exe, has, spy if round_no == 0 else None,
-                                   tmp / f"round{round_no}", log, book=not args.no_book))
-        entry = median_round(name, rounds)
+                                   tmp / f"round{round_no}", log, book=not (args.no_book or args.busy),
+                                   busy=args.busy))
+        entry = median_round(name, rounds, args.busy)
         if name == "cbow":
             entry["quality"] = {}
             for who, part in (("nnctl", entry["nnctl"]), ("gensim", entry.get("peer"))):
                 if part and part.get("vectors"):
                     entry["quality"][who] = word_quality(part["vectors"], data_dir)
         if len(rounds) > 1:
-            entry["rounds"] = [{row["phase"]: row["ratio"] for row in rows_for(name, r)} for r in rounds]
+            entry["rounds"] = [{row["phase"]: row["ratio"] for row in rows_for(name, r, args.busy)} for r in rounds]
+            if args.busy:  # and nnctl / nnctl on one thread, per round
+                for summary, r in zip(entry["rounds"], rounds):
+                    summary.update({f"{row['phase']}_x_1thr": row["x_pinned"] for row in rows_for(name, r, True)})
         results[name] = entry
-    shutil.rmtree(tmp, ignore_errors=True)
-
-    rows = [row for name in names if name in results for row in rows_for(name, results[name])]
-    env["load_avg_end"] = os.getloadavg()
-    env["suite_s"] = round(time.perf_counter() - t_suite, 1)
-    print_table(rows, results, log)
-    out = Path(args.json) if args.json else HERE / "results" / f"{dt.date.today().isoformat()}{'-quick' if args.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"env": env, "table": rows, "results": results}, indent=1, default=str) + "\n")
-    log(f"\nsuite {env['suite_s']:.0f} s, load {env['load_avg_end'][0]:.1f} at the end; JSON: {out}")
-    return 0
+    return results
 
 
 if __name__ == "__main__":

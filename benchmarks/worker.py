@@ -223,6 +223,11 @@ def main(argv=None) -> int:
     result.update(eval_split=split, eval_batch_size=eval_bs, eval_items=e_items, eval_s=e_secs,
                   eval_per_s=e_items / e_secs if e_secs else None)
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    # the count training ended on: tuned from step times (nnctl/thread_tuner.py), or fixed
+    result["threads"] = {"count": trainer.threads.count, "tuning": trainer.threads.tuning,
+                         "source": getattr(trainer.threads, "source", "tuned"),
+                         "switches": getattr(trainer.threads, "switches", []),
+                         "explorations": getattr(trainer.threads, "explorations", 0)}
 
     if args.vectors_out and hasattr(exp.model, "word_vectors"):
         out = Path(args.vectors_out)

@@ -6,10 +6,13 @@ and fewer threads can be several times faster (benchmarks/README.md, "busy machi
 Which count wins depends on the load of the moment, so the Trainer hands each step's
 seconds to a ThreadTuner, which sets both of nnctl's pools (`threads.use_threads`):
 
-* explore: score the current count by the median seconds per item of its latest
-  `trial_steps` steps, then time as many at each other candidate, skipping the first
-  step after each switch (the new threads wake up);
-* keep the fastest: the count explored from, unless another is faster by `margin`;
+* explore: score the current count by its latest `trial_steps` steps (by as many timed
+  afresh when a drift called for the look: it may be a passing spell), then time as many
+  at each other count, skipping the first step after each switch (the new threads wake
+  up); a score is the median seconds per item;
+* keep the fastest, but only if it beats the count explored from by `margin`, and does
+  so again when that count is timed a second time (A B A: a slow spell while A was timed
+  first does not decide);
 * explore again after `recheck_seconds` of training (doubled, up to `max_recheck_seconds`,
   each time the same count wins again; a switch starts it over), or as soon as the median
   of the last `window` steps is more than `drift` away from what the kept count measured.
@@ -78,8 +81,8 @@ class ThreadTuner:
     note = None
 
     def __init__(self, candidates: Sequence[int], *, current: int | None = None,
-                 apply: Callable[[int], None] = use_threads, start_after: int = 3, trial_steps: int = 3,
-                 window: int = 9, drift: float = 0.3, margin: float = 0.03, recheck_seconds: float = 60.0,
+                 apply: Callable[[int], None] = use_threads, start_after: int = 3, trial_steps: int = 5,
+                 window: int = 9, drift: float = 0.3, margin: float = 0.05, recheck_seconds: float = 60.0,
                  max_recheck_seconds: float = 300.0, min_step_seconds: float = 0.02):
         if not candidates or min(candidates) < 1:
             raise ValueError(f"candidates must be positive counts, got {list(candidates)}")
@@ -102,6 +105,7 @@ class ThreadTuner:
         self._skip = 0
         self._explored_from = self.count
         self._looked = False  # the first look comes once trial_steps steps are timed
+        self._confirming = False
 
     # -- what the Trainer calls --------------------------------------------------------
     def observe(self, seconds: float, items: int = 1) -> None:
@@ -115,33 +119,39 @@ class ThreadTuner:
             return
         self._since += seconds
         self._recent.append((seconds, cost))
-        if not self._due():
+        reason = self._due()
+        if reason is None:
             return
         self._looked = True
         if min(s for s, _ in self._recent) < self.min_step_seconds:
             self._since = 0.0  # too short to matter; look again after recheck_seconds
             self._recent.clear()
         else:
-            self._explore()
+            self._explore(fresh=reason == "drift")
 
     # -- the decisions -----------------------------------------------------------------
-    def _due(self) -> bool:
+    def _due(self) -> str | None:
+        """Why to look now ("first", "recheck", "drift"), or None."""
         if not self._looked:  # the first look, as soon as there are steps to judge by
-            return len(self._recent) >= self.trial_steps
+            return "first" if len(self._recent) >= self.trial_steps else None
         if self._since >= self.recheck_seconds:
-            return True
+            return "recheck"
         if self.reference is None or len(self._recent) < self.window:
-            return False
+            return None
         now = statistics.median(c for _, c in self._recent)
-        return abs(now - self.reference) > self.drift * self.reference
+        return "drift" if abs(now - self.reference) > self.drift * self.reference else None
 
-    def _explore(self) -> None:
-        """Score the current count by its latest steps, then try the others in turn."""
+    def _explore(self, fresh: bool) -> None:
+        """Score the current count (by its latest steps, or, `fresh`, by steps timed from now:
+        a drift may be a passing spell), then time each other count in turn."""
         self.explorations += 1
         self._explored_from = self.count
-        latest = [c for _, c in self._recent][-self.trial_steps:]
-        self.scores = {self.count: statistics.median(latest)}
         self._queue = [c for c in self.candidates if c != self.count]
+        self._confirming = False
+        if fresh:
+            self.scores, self._trial, self._skip = {}, [], 0
+            return
+        self.scores = {self.count: statistics.median([c for _, c in self._recent][-self.trial_steps:])}
         self._next_candidate()
 
     def _exploring(self, cost: float) -> None:
@@ -149,20 +159,28 @@ class ThreadTuner:
             self._skip -= 1
             return
         self._trial.append(cost)
-        if len(self._trial) == self.trial_steps:
-            self.scores[self.count] = statistics.median(self._trial)
-            self._next_candidate()
+        if len(self._trial) < self.trial_steps:
+            return
+        score = statistics.median(self._trial)
+        # confirming: the count we came from, timed again; its better time counts (A B A)
+        self.scores[self.count] = min(score, self.scores[self.count]) if self._confirming else score
+        self._next_candidate()
 
     def _next_candidate(self) -> None:
         if self._queue:
             self._switch(self._queue.pop(0))
             self._trial, self._skip = [], 1
             return
-        self._queue = None
         start = self._explored_from
         best = min(self.scores, key=self.scores.get)
         if self.scores[best] > self.scores[start] * (1 - self.margin):
             best = start  # not clearly faster: keep the count we came from
+        elif not self._confirming:  # before switching, time the count we came from once more
+            self._confirming = True
+            self._switch(start)
+            self._trial, self._skip = [], 1
+            return
+        self._queue = None
         # a recheck that keeps the same count waits longer next time; a switch starts over
         self.recheck_seconds = (min(2 * self.recheck_seconds, self.max_recheck) if best == start
                                 else self.base_recheck)

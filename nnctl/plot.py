@@ -138,19 +138,26 @@ def plot_curves(runs: Sequence[RunSummary], labels: Sequence[str], path: Path, *
                 ax.plot(s["epoch"], s[key], style, color=colour, marker="o" if few else None, markersize=3,
                         label=f"{label} ({split})" if key != "lr" else label)
     for ax, key in zip(axes, panels):
-        ax.set_title(METRIC_TITLES[key] + (" (train —, valid --)" if key != "lr" else ""), fontsize=10)
-        ax.set_xlabel("epoch")
-        ax.grid(True, alpha=0.3)
-        if _is_percent(key):
-            ax.yaxis.set_major_formatter(_percent_formatter())
-        if key in ("perplexity", "lr") and _spans_decades(ax):
-            ax.set_yscale("log")
+        _style_panel(ax, METRIC_TITLES[key] + (" (train —, valid --)" if key != "lr" else ""), key,
+                     log_keys=("perplexity", "lr"))
     # One legend naming each run once (colour = run), under the last panel's lines.
     handles = [axes[-1].lines[j] for j in range(len(axes[-1].lines))]
     if handles:
         axes[-1].legend(handles=handles, fontsize=8, loc="best")
     fig.tight_layout()
     _save(fig, path, dpi)
+
+
+def _style_panel(ax, title: str, key: str, log_keys: Sequence[str]) -> None:
+    """A curve panel over epochs: title, grid, a percent axis for shares, a log axis for
+    `log_keys` whose values span more than a factor of 30."""
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("epoch")
+    ax.grid(True, alpha=0.3)
+    if _is_percent(key):
+        ax.yaxis.set_major_formatter(_percent_formatter())
+    if key in log_keys and _spans_decades(ax):
+        ax.set_yscale("log")
 
 
 def _percent_formatter():
@@ -359,13 +366,8 @@ def plot_sweep(results: Sequence[Any], path: Path, *, target: float | None = Non
             if len(result.runs) > 1:
                 ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
     for ax, (split, key) in zip(axes, panels):
-        ax.set_title(f"{split} {METRIC_TITLES.get(key, key)} (mean ± std over seeds)", fontsize=10)
-        ax.set_xlabel("epoch")
-        ax.grid(True, alpha=0.3)
-        if _is_percent(key):
-            ax.yaxis.set_major_formatter(_percent_formatter())
-        if key in ("perplexity", "loss") and _spans_decades(ax):
-            ax.set_yscale("log")
+        _style_panel(ax, f"{split} {METRIC_TITLES.get(key, key)} (mean ± std over seeds)", key,
+                     log_keys=("perplexity", "loss"))
     if target is not None:
         axes[-1].axhline(target, color="grey", linestyle=":", linewidth=1)
         if len(mean_steps) >= 2:

@@ -71,6 +71,18 @@ class Tanh(Layer):
         return dy * (1 - self.y * self.y)
 
 
+def check_rate(name: str, p: float) -> float:
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {p}")
+    return float(p)
+
+
+def keep_scale(rng, p: float, shape, like):
+    """A mask of `shape`: 1 / (1 - p) with probability 1 - p, else 0; in like's dtype and place."""
+    keep = uniform(rng, shape, like.dtype, like=like)
+    return (keep >= p).astype(like.dtype) * like.dtype.type(1.0 / (1.0 - p))
+
+
 class Dropout(Layer):
     """Inverted dropout (Srivastava et al. 2014): in training each unit is zeroed with
     probability p and the survivors are scaled by 1/(1-p), so the expected activation is
@@ -82,9 +94,7 @@ class Dropout(Layer):
     """
 
     def __init__(self, p: float = 0.5, *, rng: np.random.Generator, dtype=np.float32):
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {p}")
-        self.p = float(p)
+        self.p = check_rate("dropout", p)
         self.rng = rng
         self.dtype = dtype
 
@@ -92,9 +102,7 @@ class Dropout(Layer):
         if not self.training or self.p == 0.0:
             self.scale = None
             return x
-        keep = uniform(self.rng, x.shape, x.dtype, like=x)  # [0, 1), float32 or float64
-        # scale = mask / (1 - p), in x's dtype so a float32 x stays float32
-        self.scale = (keep >= self.p).astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
+        self.scale = keep_scale(self.rng, self.p, x.shape, like=x)  # a new mask for every element
         return x * self.scale
 
     def backward(self, dy):

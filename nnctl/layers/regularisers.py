@@ -15,20 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnctl.backend import get_xp, uniform
+from nnctl.backend import get_xp
 from nnctl.layers.base import Layer
-
-
-def check_rate(name: str, p: float) -> float:
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {p}")
-    return float(p)
-
-
-def keep_scale(rng, p: float, shape, like):
-    """A mask of `shape`: 1 / (1 - p) with probability 1 - p, else 0; in like's dtype and place."""
-    keep = uniform(rng, shape, like.dtype, like=like)
-    return (keep >= p).astype(like.dtype) * like.dtype.type(1.0 / (1.0 - p))
+from nnctl.layers.dense import check_rate, keep_scale
 
 
 class LockedDropout(Layer):

@@ -42,11 +42,11 @@ from typing import Literal
 import numpy as np
 
 from nnctl.layers.decoder_loss import DecoderCrossEntropy
-from nnctl.layers.dense import Dropout
+from nnctl.layers.dense import Dropout, check_rate
 from nnctl.layers.embedding import Embedding
 from nnctl.layers.gru import GRU
 from nnctl.layers.recurrent import LSTM
-from nnctl.layers.regularisers import ActivationPenalty, EmbeddingDropout, LockedDropout, WeightDrop, check_rate
+from nnctl.layers.regularisers import ActivationPenalty, EmbeddingDropout, LockedDropout, WeightDrop
 from nnctl.layers.rnn import RNN
 from nnctl.models.base import MODELS, LossOutput, Model
 

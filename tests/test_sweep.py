@@ -260,3 +260,19 @@ def test_one_process_runs_a_sweep_at_a_time(tmp_path, mlp_config):
         holder.unlock()
     assert result.exit_code == 1 and "is training this run now" in result.output, result.output
     assert not (plan.path / "trial-00").exists()
+
+
+def test_sweep_only_options_on_other_folders_and_empty_sweeps(tmp_path, mlp_config):
+    run_folder = tmp_path / "runs" / "x" / "20261201-000000"
+    run_folder.mkdir(parents=True)
+    (run_folder / "config.yaml").write_text("name: x\n")
+    for args in (["runs", str(tmp_path / "runs"), "--target", "0.5"],
+                 ["plot", str(run_folder), "--target", "0.5", "-o", str(tmp_path / "x.png")]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and "only for a sweep folder" in result.output, result.output
+    plan = sweep_mod.Sweep.create(tmp_path / "runs", "sweepy", mlp_config, sweep_mod.plan_trials([], [], 1, [1], 0))
+    result = runner.invoke(app, ["plot", str(plan.path), "-o", str(tmp_path / "y.png")])
+    assert result.exit_code == 1 and "no trial of this sweep has finished" in result.output
+    assert not (tmp_path / "y.png").exists()
+    both = runner.invoke(app, ["sweep", str(mlp_config), "--resume", str(plan.path)])
+    assert both.exit_code == 2 and "--resume SWEEP_DIR continues a sweep" in both.output

@@ -34,9 +34,7 @@ def runs(
         if (runs_dir / SWEEP_FILE).is_file():
             from nnctl.cli.sweep import print_settings
 
-            sweep = Sweep.open(runs_dir)
-            sweep.refresh_states()
-            print_settings(sweep, target)
+            print_settings(Sweep.open(runs_dir), target)  # read from the trials' run folders
             return
         if target is not None:
             fail(f"--target {target}: only for a sweep folder (one with sweep.yaml)", 2)

@@ -35,7 +35,7 @@ import yaml
 
 from nnctl import __version__
 from nnctl import config as config_mod
-from nnctl.errors import ConfigError, NnctlError
+from nnctl.errors import ConfigError
 from nnctl.metrics import higher_is_better
 from nnctl.rundir import RunDir
 from nnctl.runs import RunSummary, is_run_folder, summarise_run
@@ -478,7 +478,3 @@ def describe_failure(sweep: Sweep, trial: Trial) -> str:
     except OSError:
         lines = []
     return lines[-1].removeprefix("error: ") if lines else "it printed nothing"
-
-
-class SweepError(NnctlError):
-    """A sweep cannot run as asked (a trial failed, or it was stopped)."""

@@ -19,6 +19,13 @@ LSTM LM (N streams, T steps, M = N*T tokens, layer inputs D, hidden H, vocabular
             per layer: da @ Wh.T (N, 4H, H) T times, dWx = x.T @ da (D, M, 4H),
             dWh = h.T @ da (H, M, 4H), dx = da @ Wx.T (M, 4H, D)
   (the first layer's dx feeds the embedding's gradient, so it is needed too)
+Seq2seq (batch N, source S, decoder steps T, embedding E, hidden H, G = gates x H,
+decoder input D = E (+ H when peeky), output input F = H (+ H attention, + H peeky), V characters):
+  forward   encoder and decoder as one LSTM layer each (above: x @ Wx once, h @ Wh per step);
+            attention per example: scores hd @ hs.T (T, H, S), context a @ hs (T, S, H);
+            output [..] @ W (N*T, F, V)
+  backward  each layer's per-step da @ Wh.T, dWx, dWh and dx (the encoder's dx feeds its
+            embedding); attention's four products (d hd, d hs twice, d a); the output's dW and dx
 SimpleConvNet (batch N, 28x28x1 -> conv 30@5x5 -> pool 2 -> 100 -> 10):
   forward   conv as im2col (N*576, 25) @ (25, 30); dense 4320 -> 100 -> 10
   backward  conv dW (25, N*576, 30) (no dx: nobody needs the image's gradient);
@@ -51,18 +58,46 @@ def lstm_lm_products(N: int, T: int, E: int, H: int, layers: int, V: int, traini
     M = N * T
     out = []
     for layer in range(layers):
-        D = E if layer == 0 else H
-        out.append(Product(f"L{layer} x@Wx", M, D, 4 * H))
-        out.append(Product(f"L{layer} h@Wh (per step)", N, H, 4 * H, repeats=T, transposable=True))
-        if training:
-            out.append(Product(f"L{layer} da@Wh.T (per step)", N, 4 * H, H, "nt", repeats=T, transposable=True))
-            out.append(Product(f"L{layer} dWx=x.T@da", D, M, 4 * H, "tn"))
-            out.append(Product(f"L{layer} dWh=h.T@da", H, M, 4 * H, "tn"))
-            out.append(Product(f"L{layer} dx=da@Wx.T", M, 4 * H, D, "nt"))
+        out += recurrent_layer_products(f"L{layer}", N, T, E if layer == 0 else H, H, 4, training)
     out.append(Product("decoder h@W.T", M, H, V, "nt"))
     if training:
         out.append(Product("decoder dlogits@W", M, V, H))
         out.append(Product("decoder dW=dlogits.T@h", V, M, H, "tn"))
+    return out
+
+
+def recurrent_layer_products(name: str, N: int, T: int, D: int, H: int, gates: int,
+                             training: bool) -> list[Product]:
+    """One recurrent layer over T steps of N rows: the products of an LSTM (gates 4), GRU (3) or RNN (1)."""
+    M, G = N * T, gates * H
+    out = [Product(f"{name} x@Wx", M, D, G), Product(f"{name} h@Wh (per step)", N, H, G, repeats=T, transposable=True)]
+    if training:
+        out += [Product(f"{name} da@Wh.T (per step)", N, G, H, "nt", repeats=T, transposable=True),
+                Product(f"{name} dWx=x.T@da", D, M, G, "tn"), Product(f"{name} dWh=h.T@da", H, M, G, "tn"),
+                Product(f"{name} dx=da@Wx.T", M, G, D, "nt")]
+    return out
+
+
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+def seq2seq_products(N: int, S: int, T: int, E: int, H: int, V: int, cell: str = "lstm", peeky: bool = False,
+                     attention: bool = False, training: bool = True) -> list[Product]:
+    gates = GATES[cell]
+    out = recurrent_layer_products("encoder", N, S, E, H, gates, training)
+    out += recurrent_layer_products("decoder", N, T, E + H * peeky, H, gates, training)
+    if attention:  # batched over the N examples
+        out += [Product("attention scores hd@hs.T", T, H, S, "nt", repeats=N),
+                Product("attention context a@hs", T, S, H, repeats=N)]
+        if training:
+            out += [Product("attention d hd=ds@hs", T, S, H, repeats=N),
+                    Product("attention d hs=ds.T@hd", S, T, H, "tn", repeats=N),
+                    Product("attention d hs=a.T@dc", S, T, H, "tn", repeats=N),
+                    Product("attention d a=dc@hs.T", T, H, S, "nt", repeats=N)]
+    F = H * (1 + attention + peeky)
+    out.append(Product("output x@W", N * T, F, V))
+    if training:
+        out += [Product("output dW=x.T@dy", F, N * T, V, "tn"), Product("output dx=dy@W.T", N * T, V, F, "nt")]
     return out
 
 

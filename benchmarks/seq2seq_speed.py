@@ -9,6 +9,11 @@ trains on batches of the same shapes. They time slices in the order A B B A A B 
 the machine's drift lands on both (turns.py). Evaluation is greedy decoding of
 eval_batch_size examples plus the teacher-forced loss, for both. Prints examples/s, the
 seconds one training epoch takes at that rate, and the ratio; --json writes them.
+
+--bound also times the matrix products one training epoch needs at its real shapes
+(gemm_bound.py) at this process's thread count: the seconds an epoch would take if nothing
+but those products cost time, which no implementation built on the same BLAS can beat.
+--bound-only prints that and nothing else.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE / "peers")]
+import gemm_bound  # noqa: E402
 import turns  # noqa: E402
 from run import DEFAULT_PEER_PYTHON, Child  # noqa: E402
 
@@ -72,6 +78,19 @@ def peer_command(exe: str, cfg: dict, extras: dict) -> list[str]:
     return cmd + [f"--{k.replace('_', '-')}" for k in ("peeky", "attention", "reverse_input") if m[k]]
 
 
+def epoch_bound(cfg: dict, extras: dict, train_examples: int) -> dict:
+    """The GEMM-only seconds of one training epoch (full batches; the last partial one counted whole)."""
+    m, N = cfg["model"], cfg["data"]["batch_size"]
+    products = gemm_bound.seq2seq_products(N, extras["source_length"], extras["target_length"], m["embed_dim"],
+                                           m["hidden_dim"], extras["vocab_size"], m["cell"], m["peeky"],
+                                           m["attention"])
+    bound = gemm_bound.measure(products)
+    batches = -(-train_examples // N)
+    flops = sum(2 * p.m * p.k * p.n * p.repeats for p in products) * batches
+    return {"seconds_per_epoch": bound["seconds_per_batch"] * batches, "gflop_per_epoch": flops / 1e9,
+            "batches": batches, "products": bound["products"]}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config")
@@ -80,12 +99,23 @@ def main(argv=None) -> int:
     ap.add_argument("--slices", type=int, default=6, help="turns per phase (each tool times this many slices)")
     ap.add_argument("--seconds", type=float, default=5.0, help="seconds per training slice (evaluation: half)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--bound", action="store_true", help="also the GEMM-only seconds per epoch (gemm_bound.py)")
+    ap.add_argument("--bound-only", action="store_true", help="only the GEMM-only bound: no training, no peer")
     args = ap.parse_args(argv)
 
     from nnctl import config as config_mod
 
     cfg = config_mod.load(Path(args.config), args.sets)
     phases, exp = nnctl_phases(cfg)
+    train_examples = len(exp.data.arrays["train"][0])
+    bound = epoch_bound(cfg, exp.model_extras, train_examples) if args.bound or args.bound_only else None
+    if bound is not None:
+        print(f"{args.config} {' '.join(args.sets)}: {bound['gflop_per_epoch']:,.0f} GFLOP of matrix products "
+              f"per epoch ({bound['batches']} batches); GEMM-only bound {bound['seconds_per_epoch']:.1f} s/epoch")
+    if args.bound_only:
+        if args.json:
+            args.json.write_text(json.dumps({"config": args.config, "sets": args.sets, "bound": bound}, indent=1))
+        return 0
     peer = Child(peer_command(args.peer_python, cfg, exp.model_extras), print) if os.path.exists(args.peer_python) \
         else None
     if peer is not None and not peer.ready():
@@ -103,10 +133,9 @@ def main(argv=None) -> int:
                 elif peer is not None:
                     peer.run_slice(phase, seconds)
     theirs = peer.finish() if peer is not None else None
-    train_examples = len(exp.data.arrays["train"][0])
     result = {"config": args.config, "sets": args.sets, "train_examples": train_examples,
               "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
-              "nnctl": turns.rates(ours), "peer": theirs}
+              "nnctl": turns.rates(ours), "peer": theirs, "bound": bound}
     rows = [("nnctl", result["nnctl"])] + ([("torch", theirs)] if theirs else [])
     print(f"{args.config} {' '.join(args.sets)}  (load {load_start[0]:.1f} -> {result['load_avg_end'][0]:.1f})")
     print(f"{'':8}{'train ex/s':>12}{'s/epoch':>10}{'eval ex/s':>12}")

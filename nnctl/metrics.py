@@ -55,6 +55,7 @@ class Metric:
     title: str  # a plot panel's title
     from_totals: Callable[[Totals], float | None]  # None: not defined for these totals
     percent: bool = False  # a share, drawn on a 0-100% axis
+    meaning: str = ""  # what it counts, in `nnctl eval`'s table (a model may say it better: Model.metric_meanings)
 
 
 def _accuracy(t: Totals) -> float:
@@ -71,10 +72,13 @@ def _perplexity(t: Totals) -> float:
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("loss", False, lambda v: f"{v:.4f}", "loss", lambda t: t.mean_loss),
-    Metric("perplexity", False, lambda v: f"{v:.2f}", "perplexity", _perplexity),
-    Metric("accuracy", True, lambda v: f"{100 * v:.2f}%", "accuracy", _accuracy, percent=True),
-    Metric("token_accuracy", True, lambda v: f"{100 * v:.2f}%", "token accuracy", _token_accuracy, percent=True),
+    Metric("loss", False, lambda v: f"{v:.4f}", "loss", lambda t: t.mean_loss,
+           meaning="mean cross-entropy per item, in nats"),
+    Metric("perplexity", False, lambda v: f"{v:.2f}", "perplexity", _perplexity, meaning="exp(loss)"),
+    Metric("accuracy", True, lambda v: f"{100 * v:.2f}%", "accuracy", _accuracy, percent=True,
+           meaning="share of examples right"),
+    Metric("token_accuracy", True, lambda v: f"{100 * v:.2f}%", "token accuracy", _token_accuracy, percent=True,
+           meaning="share of items right"),
 )}
 
 # A model's main metric and what is reported with it besides the loss.
@@ -107,6 +111,12 @@ def format_value(key: str, value: Any) -> str:
     if key == "lr" or isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def meaning(key: str, model=None) -> str:
+    """What a reported value counts: the model's own words (Model.metric_meanings) or the metric's."""
+    own = getattr(model, "metric_meanings", {}).get(key)
+    return own or (METRICS[key].meaning if key in METRICS else "")
 
 
 def score(model, batches, on_batch=None) -> Totals:

@@ -273,6 +273,7 @@ def test_eval_reports_exact_match_and_character_accuracy(attention_run):
     result = runner.invoke(app, ["eval", str(attention_run), "--split", "valid"])
     assert result.exit_code == 0, result.output
     assert "accuracy" in result.output and "token_accuracy" in result.output and "characters" in result.output
+    assert "exact match" in result.output  # the table says what "accuracy" counts for this model
 
 
 def test_generate_answers_a_prompt_and_shows_where_it_looked(attention_run, tmp_path):

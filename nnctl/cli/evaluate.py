@@ -28,7 +28,7 @@ def eval_(
     """
     from nnctl import experiment
     from nnctl.console import print_table
-    from nnctl.metrics import format_value
+    from nnctl.metrics import format_value, meaning
     from nnctl.open_run import open_run
     from nnctl.trainer import score
 
@@ -51,5 +51,6 @@ def eval_(
         totals = score(run.model, data.batches(split, rng=None,
                                                batch_size=batch_size or cfg["train"].get("eval_batch_size")))
         values = totals.summary(run.model.metric)
-        rows = [[k, format_value(k, v)] for k, v in values.items()] + [[data.unit, f"{totals.count:,}"]]
-        print_table(f"{run.path} on {split}", ["metric", "value"], rows)
+        rows = [[k, format_value(k, v), meaning(k, run.model)] for k, v in values.items()]
+        rows.append([data.unit, f"{totals.count:,}", "how many were scored"])
+        print_table(f"{run.path} on {split}", ["metric", "value", "meaning"], rows)

@@ -41,6 +41,8 @@ class LossOutput:
 class Model(Layer):
     # What the Trainer reports besides the loss: "accuracy", "perplexity" or "loss".
     metric: str = "loss"
+    # What a reported value counts, where the metric's general meaning (metrics.py) says too little.
+    metric_meanings: dict[str, str] = {}
     trainable: bool = True
     # Where the model can run. Layers built on SciPy sparse products (CBOW's) are host-only.
     devices: tuple[str, ...] = ("cpu", "gpu")

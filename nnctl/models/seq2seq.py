@@ -65,6 +65,9 @@ class Seq2Seq(Model):
     """
 
     metric = "accuracy"  # exact match: whole answers right, over examples
+    metric_meanings = {"accuracy": "exact match: whole answers right, <eos> included",
+                       "token_accuracy": "characters right",
+                       "loss": "mean cross-entropy per character, in nats"}
     single_process = True  # LossOutput.examples / correct_tokens are not summed over MPI ranks
 
     def __init__(self, embed_dim: int = 16, hidden_dim: int = 128, cell: Literal["lstm", "gru", "rnn"] = "lstm",

@@ -76,6 +76,9 @@ class Trainer:
     device: str = "cpu"  # where the model's arrays live; batches are moved there once per step
     threads: Any = None  # nnctl.thread_tuner: the thread count in use (tuned from step times, or fixed)
     _agreed_stop: int | None = None  # several ranks: a stop every rank learned from the same step's allreduce
+    # The schedule's rate at the last step, which records and progress lines show. The step
+    # itself may run at a multiple of it (variable-length BPTT scales it by window length).
+    scheduled_lr: float | None = None
 
     def __post_init__(self):
         # The Params never change once the model is built: walk the model for them once,
@@ -138,13 +141,16 @@ class Trainer:
                epoch: int | None = None) -> dict:
         """Append one evaluation to metrics.jsonl; `epoch` defaults to the epoch in progress (1-based)."""
         rec = {"epoch": self.progress.epoch + 1 if epoch is None else epoch, "step": self.progress.step, "split": split,
-               **{k: v for k, v in values.items()}, "lr": self.optimizer.lr,
+               **{k: v for k, v in values.items()}, "lr": self.shown_lr(),
                "elapsed": round(self.elapsed(), 3), **(extra or {})}
         if self.run is not None:
             self.run.append_metrics(rec)
             self.progress.records += 1
         self.listener.on_record(rec)
         return rec
+
+    def shown_lr(self) -> float:
+        return self.optimizer.lr if self.scheduled_lr is None else self.scheduled_lr
 
     def elapsed(self) -> float:
         return self.progress.elapsed + (time.perf_counter() - self._started)
@@ -155,7 +161,8 @@ class Trainer:
         started = time.perf_counter()
         p = self.progress
         lr_scale = getattr(self.data, "lr_scale", None)  # variable-length BPTT: lr * window length / bptt
-        self.optimizer.lr = self.schedule.lr(p.epoch, p.step) * (lr_scale(batch) if lr_scale else 1.0)
+        self.scheduled_lr = self.schedule.lr(p.epoch, p.step)
+        self.optimizer.lr = self.scheduled_lr * (lr_scale(batch) if lr_scale else 1.0)
         self.model.zero_grad()
         batch = self.local(batch)
         if batch_length(batch) > 0:
@@ -208,7 +215,7 @@ class Trainer:
         """
         total = math.sqrt(sum(n * n for n in norms.values()))
         rec = {"epoch": self.progress.epoch + 1, "step": self.progress.step, "split": "grads",
-               "grad_norm": total, "clip_grad_norm": self.config.clip_grad_norm, "lr": self.optimizer.lr,
+               "grad_norm": total, "clip_grad_norm": self.config.clip_grad_norm, "lr": self.shown_lr(),
                "grad_norms": norms}
         if self.run is not None:
             self.run.append_metrics(rec)
@@ -257,7 +264,7 @@ class Trainer:
                 now = time.perf_counter()
                 self.listener.on_step({
                     "epoch": p.epoch, "batch": p.batch, "steps_per_epoch": steps_per_epoch, "step": p.step,
-                    "loss": totals.summary(self.metric)["loss"], "lr": self.optimizer.lr,
+                    "loss": totals.summary(self.metric)["loss"], "lr": self.shown_lr(), "step_lr": self.optimizer.lr,
                     "throughput": window_count / max(now - window_start, 1e-9), "best": p.best,
                     "threads": self.threads.count,
                 })

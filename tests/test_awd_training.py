@@ -59,10 +59,11 @@ def test_only_training_with_an_rng_gets_variable_windows(tmp_path):
 
 class LrSpy(SilentListener):
     def __init__(self):
-        self.steps = []
+        self.steps, self.shown = [], []
 
     def on_step(self, info):
-        self.steps.append(info["lr"])
+        self.steps.append(info["step_lr"])
+        self.shown.append(info["lr"])
 
 
 def awd_config(tmp_path, epochs=5, **optimizer):
@@ -91,6 +92,9 @@ def test_each_step_lr_is_the_schedule_times_length_over_bptt(tmp_path):
     lengths = [x.shape[1] for x, _ in data.batches("train", rng=streams.stream(2, streams.EPOCH_ORDER, 0))]
     assert spy.steps == pytest.approx([5.0 * t / 4 for t in lengths], rel=1e-15)
     assert len(set(lengths)) > 2
+    assert set(spy.shown) == {5.0}  # progress lines and records show the schedule's rate, not each window's
+    records = [json.loads(line) for line in (result.path / "metrics.jsonl").read_text().splitlines()]
+    assert {r["lr"] for r in records} == {5.0}
 
 
 def comparable(run_dir):

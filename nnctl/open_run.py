@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # the CLI imports this module for RUN_HELP; NumPy loads when 
     from nnctl.data.text import Vocab
 
 # What every command that opens a run says of its RUN argument (the three forms above).
-RUN_HELP = "runs/<name> (its latest run), a run folder (uses checkpoints/best.npz) or a .npz checkpoint."
+RUN_HELP = "`runs/<name>` (its latest run), a run folder (uses `checkpoints/best.npz`) or a .npz checkpoint."
 
 
 @dataclass

@@ -40,7 +40,7 @@ def _has_matplotlib() -> bool:
 
 @app.command()
 def plot(
-    runs: list[Path] = typer.Argument(..., help="Run folders (runs/<name>/<timestamp>, or runs/<name> for its latest)."),
+    runs: list[Path] = typer.Argument(..., help="Run folders (`runs/<name>/<timestamp>`, or `runs/<name>` for its latest)."),
     output: Path = typer.Option(Path("curves.png"), "--output", "-o", help="Image file: .png, .svg or .pdf."),
     size: str = typer.Option("1500x450", "--size", help="Image size in pixels, WIDTHxHEIGHT."),
     dpi: int = typer.Option(100, "--dpi", min=20, max=600, help="Dots per inch (text size scales with it)."),
@@ -166,7 +166,7 @@ def _terminal_curves(summaries, labels) -> None:
 
 @app.command()
 def compare(
-    runs: list[Path] = typer.Argument(..., help="Two or more run folders (runs/<name> means its latest run)."),
+    runs: list[Path] = typer.Argument(..., help="Two or more run folders (`runs/<name>` means its latest run)."),
 ):
     """Runs side by side: the config keys that differ, then final and best metrics.
 

@@ -32,7 +32,7 @@ def sweep(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Finish a sweep folder: resume its interrupted "
                                           "trials exactly and start the ones that never ran."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where the sweep folder is made "
-                                  "(runs/<name>/sweeps/<stamp>/)."),
+                                  "(`runs/<name>/sweeps/<stamp>/`)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print one `nnctl train` command per trial and "
                                  "run nothing (for a Slurm job array or GNU parallel)."),

@@ -73,7 +73,7 @@ def export(
     output: Path = typer.Option(..., "-o", "--output", help="File to write."),
     format: ExportFormat = typer.Option(ExportFormat.word2vec, "--format",
                                         help="word2vec: text, 'count dim' header then 'word v1 ... vD'; "
-                                             "npy: the matrix as .npy plus <name>.vocab.txt (one word per row)."),
+                                             "npy: the matrix as .npy plus `<name>.vocab.txt` (one word per row)."),
 ):
     """Write a run's word vectors for other tools (gensim's KeyedVectors.load_word2vec_format, NumPy).
 

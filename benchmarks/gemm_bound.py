@@ -78,12 +78,9 @@ def recurrent_layer_products(name: str, N: int, T: int, D: int, H: int, gates: i
     return out
 
 
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
-
-
-def seq2seq_products(N: int, S: int, T: int, E: int, H: int, V: int, cell: str = "lstm", peeky: bool = False,
+def seq2seq_products(N: int, S: int, T: int, E: int, H: int, V: int, gates: int = 4, peeky: bool = False,
                      attention: bool = False, training: bool = True) -> list[Product]:
-    gates = GATES[cell]
+    """gates: 4 for an LSTM, 3 for a GRU, 1 for an Elman RNN (the width of Wx over H)."""
     out = recurrent_layer_products("encoder", N, S, E, H, gates, training)
     out += recurrent_layer_products("decoder", N, T, E + H * peeky, H, gates, training)
     if attention:  # batched over the N examples

@@ -31,11 +31,8 @@ import turns  # noqa: E402
 from run import DEFAULT_PEER_PYTHON, Child  # noqa: E402
 
 
-def nnctl_phases(cfg: dict):
-    """turns' phases for nnctl's model on the config's data, warmed up."""
-    from nnctl import run
-
-    exp, trainer = run.build_trainer(cfg)
+def nnctl_phases(exp, trainer):
+    """turns' phases for nnctl's model (run.build_trainer's) on the config's data, warmed up."""
     import numpy as np
 
     def forever(split, batch_size=None):
@@ -64,7 +61,7 @@ def nnctl_phases(cfg: dict):
         train_step()
     eval_step()
     phases = {"train": lambda s: turns.timed_loop(train_step, s), "eval": lambda s: turns.timed_loop(eval_step, s)}
-    return phases, exp
+    return phases
 
 
 def peer_command(exe: str, cfg: dict, extras: dict) -> list[str]:
@@ -78,12 +75,13 @@ def peer_command(exe: str, cfg: dict, extras: dict) -> list[str]:
     return cmd + [f"--{k.replace('_', '-')}" for k in ("peeky", "attention", "reverse_input") if m[k]]
 
 
-def epoch_bound(cfg: dict, extras: dict, train_examples: int) -> dict:
+def epoch_bound(exp, train_examples: int) -> dict:
     """The GEMM-only seconds of one training epoch (full batches; the last partial one counted whole)."""
-    m, N = cfg["model"], cfg["data"]["batch_size"]
-    products = gemm_bound.seq2seq_products(N, extras["source_length"], extras["target_length"], m["embed_dim"],
-                                           m["hidden_dim"], extras["vocab_size"], m["cell"], m["peeky"],
-                                           m["attention"])
+    model, extras, N = exp.model, exp.model_extras, exp.config["data"]["batch_size"]
+    E, H = model.encoder_embedding.W.shape[1], model.encoder.hidden_dim
+    products = gemm_bound.seq2seq_products(N, extras["source_length"], extras["target_length"], E, H,
+                                           extras["vocab_size"], model.encoder.Wx.shape[1] // H, model.peeky,
+                                           model.attention)
     bound = gemm_bound.measure(products)
     batches = -(-train_examples // N)
     flops = sum(2 * p.m * p.k * p.n * p.repeats for p in products) * batches
@@ -104,11 +102,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from nnctl import config as config_mod
+    from nnctl import run
 
     cfg = config_mod.load(Path(args.config), args.sets)
-    phases, exp = nnctl_phases(cfg)
+    exp, trainer = run.build_trainer(cfg)
     train_examples = len(exp.data.arrays["train"][0])
-    bound = epoch_bound(cfg, exp.model_extras, train_examples) if args.bound or args.bound_only else None
+    bound = epoch_bound(exp, train_examples) if args.bound or args.bound_only else None
     if bound is not None:
         print(f"{args.config} {' '.join(args.sets)}: {bound['gflop_per_epoch']:,.0f} GFLOP of matrix products "
               f"per epoch ({bound['batches']} batches); GEMM-only bound {bound['seconds_per_epoch']:.1f} s/epoch")
@@ -116,6 +115,7 @@ def main(argv=None) -> int:
         if args.json:
             args.json.write_text(json.dumps({"config": args.config, "sets": args.sets, "bound": bound}, indent=1))
         return 0
+    phases = nnctl_phases(exp, trainer)
     peer = Child(peer_command(args.peer_python, cfg, exp.model_extras), print) if os.path.exists(args.peer_python) \
         else None
     if peer is not None and not peer.ready():

@@ -3,7 +3,6 @@
 
 import re
 
-import click
 import typer.main
 from typer.testing import CliRunner
 

@@ -13,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 import gemm_bound  # noqa: E402
+import machine_check  # noqa: E402
 import profile_share  # noqa: E402
 import turns  # noqa: E402
 
@@ -236,3 +237,13 @@ def test_lr_trials_refuses_fewer_steps_than_its_means_need(capsys):
     with pytest.raises(SystemExit) as stop:
         lr_trials.main(["configs/tiny_lstm.yaml", "--lr", "1", "--steps", "10"])
     assert stop.value.code == 2 and "--steps must be at least 50" in capsys.readouterr().err
+
+
+def test_machine_check_reads_the_product_in_slices_and_times_each_pass(capsys):
+    readings = machine_check.product_slices(seconds=0.2, slice_seconds=0.05)
+    assert len(readings) >= 2 and all(r > 0 for r in readings)
+    timings = machine_check.elementwise_ns(size=1_000, repeats=3)
+    assert set(timings) == {"exp", "add", "max", "sum"} and all(t > 0 for t in timings.values())
+    assert machine_check.main(["--seconds", "0.1", "--slice", "0.05", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "BLAS threads [1]" in out and "exp / add" in out

@@ -247,3 +247,16 @@ def test_machine_check_reads_the_product_in_slices_and_times_each_pass(capsys):
     assert machine_check.main(["--seconds", "0.1", "--slice", "0.05", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "BLAS threads [1]" in out and "exp / add" in out
+
+
+def test_decoder_vs_torch_times_the_same_loss_in_both_libraries(capsys):
+    torch = pytest.importorskip("torch")
+    import decoder_vs_torch
+
+    fns = decoder_vs_torch.contenders(M=12, H=8, V=50, torch=torch)
+    assert float(fns["nnctl decoder"]()) == pytest.approx(fns["torch decoder"](), rel=1e-5)
+    np.testing.assert_allclose(fns["numpy product"](), fns["torch product"]().numpy(), rtol=1e-5, atol=1e-6)
+    args = ["--tokens", "12", "--hidden", "8", "--vocab", "50", "--threads", "1", "--rounds", "2", "--seconds", "0.01"]
+    assert decoder_vs_torch.main(args) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.split("|")[0].split() == ["1", "8"]]
+    assert len(rows) == 1

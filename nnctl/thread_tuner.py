@@ -6,16 +6,20 @@ and fewer threads can be several times faster (benchmarks/README.md, "busy machi
 Which count wins depends on the load of the moment, so the Trainer hands each step's
 seconds to a ThreadTuner, which sets both of nnctl's pools (`threads.use_threads`):
 
-* explore: score the current count by its latest `trial_steps` steps (by as many timed
-  afresh when a drift called for the look: it may be a passing spell), then time as many
-  at each other count, skipping the first step after each switch (the new threads wake
-  up); a score is the median seconds per item;
+* explore: score the current count by its latest steps (by steps timed afresh when a
+  drift called for the look: it may be a passing spell), then time each other count,
+  skipping the first step after each switch (the new threads wake up); a trial is at
+  least `trial_steps` steps and `trial_seconds` of them, and its score is its seconds per
+  item, all its steps together: the throughput. On a host whose second core comes and
+  goes, the steps at two threads are now fast, now slow; the median of a few of them
+  decides by chance, and a trial of a few seconds sees what a minute of training gets;
 * keep the fastest, but only if it beats the count explored from by `margin`, and does
   so again when that count is timed a second time (A B A: a slow spell while A was timed
   first does not decide);
 * explore again after `recheck_seconds` of training (doubled, up to `max_recheck_seconds`,
-  each time the same count wins again; a switch starts it over), or as soon as the median
-  of the last `window` steps is more than `drift` away from what the kept count measured.
+  each time the same count wins again; a switch starts it over), or as soon as the
+  seconds per item of the last `window` steps are more than `drift` away from what the
+  kept count measured.
 
 The first `start_after` steps (allocation, warm caches) are never timed. Steps of under
 `min_step_seconds` are not tuned: their products are too small for OpenBLAS to thread,
@@ -42,11 +46,16 @@ one count.
 
 from __future__ import annotations
 
-import statistics
 from collections import deque
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from nnctl.threads import cores, explicit_setting, num_threads, use_threads
+
+
+def per_item(steps: Iterable[tuple[float, int]]) -> float:
+    """Seconds per item of (seconds, items) steps, taken together."""
+    steps = list(steps)
+    return sum(s for s, _ in steps) / sum(n for _, n in steps)
 
 
 def candidate_counts(available: int) -> list[int]:
@@ -82,7 +91,7 @@ class ThreadTuner:
 
     def __init__(self, candidates: Sequence[int], *, current: int | None = None,
                  apply: Callable[[int], None] = use_threads, start_after: int = 3, trial_steps: int = 5,
-                 window: int = 9, drift: float = 0.3, margin: float = 0.05, recheck_seconds: float = 60.0,
+                 trial_seconds: float = 2.0, window: int = 9, drift: float = 0.3, margin: float = 0.05, recheck_seconds: float = 60.0,
                  max_recheck_seconds: float = 300.0, min_step_seconds: float = 0.02):
         if not candidates or min(candidates) < 1:
             raise ValueError(f"candidates must be positive counts, got {list(candidates)}")
@@ -90,18 +99,19 @@ class ThreadTuner:
         self.count = current if current is not None else self.candidates[0]
         self.apply = apply
         self.start_after, self.trial_steps, self.window = start_after, trial_steps, window
+        self.trial_seconds = trial_seconds
         self.drift, self.margin, self.min_step_seconds = drift, margin, min_step_seconds
         self.base_recheck, self.max_recheck = recheck_seconds, max_recheck_seconds
         self.recheck_seconds = recheck_seconds
         self.steps = 0
         self.switches: list[tuple[int, int]] = []
         self.explorations = 0
-        self.scores: dict[int, float] = {}  # the last exploration's median seconds per item, per count
+        self.scores: dict[int, float] = {}  # the last exploration's seconds per item, per count
         self.reference: float | None = None  # the kept count's score
-        self._recent: deque[tuple[float, float]] = deque(maxlen=window)  # (seconds, seconds per item)
+        self._recent: deque[tuple[float, int]] = deque(maxlen=window)  # (seconds, items) of the latest steps
         self._since = 0.0  # training seconds since the last exploration (or decision not to explore)
         self._queue: list[int] | None = None  # counts still to try; None when not exploring
-        self._trial: list[float] = []
+        self._trial: list[tuple[float, int]] = []  # (seconds, items) of the steps timed at this count
         self._skip = 0
         self._explored_from = self.count
         self._looked = False  # the first look comes once trial_steps steps are timed
@@ -113,12 +123,12 @@ class ThreadTuner:
         self.steps += 1
         if self.steps <= self.start_after:
             return
-        cost = seconds / max(items, 1)
+        step = (seconds, max(items, 1))
         if self._queue is not None:
-            self._exploring(cost)
+            self._exploring(step)
             return
         self._since += seconds
-        self._recent.append((seconds, cost))
+        self._recent.append(step)
         reason = self._due()
         if reason is None:
             return
@@ -138,7 +148,7 @@ class ThreadTuner:
             return "recheck"
         if self.reference is None or len(self._recent) < self.window:
             return None
-        now = statistics.median(c for _, c in self._recent)
+        now = per_item(self._recent)
         return "drift" if abs(now - self.reference) > self.drift * self.reference else None
 
     def _explore(self, fresh: bool) -> None:
@@ -151,17 +161,17 @@ class ThreadTuner:
         if fresh:
             self.scores, self._trial, self._skip = {}, [], 0
             return
-        self.scores = {self.count: statistics.median([c for _, c in self._recent][-self.trial_steps:])}
+        self.scores = {self.count: per_item(self._recent)}
         self._next_candidate()
 
-    def _exploring(self, cost: float) -> None:
+    def _exploring(self, step: tuple[float, int]) -> None:
         if self._skip:
             self._skip -= 1
             return
-        self._trial.append(cost)
-        if len(self._trial) < self.trial_steps:
+        self._trial.append(step)
+        if len(self._trial) < self.trial_steps or sum(s for s, _ in self._trial) < self.trial_seconds:
             return
-        score = statistics.median(self._trial)
+        score = per_item(self._trial)
         # confirming: the count we came from, timed again; its better time counts (A B A)
         self.scores[self.count] = min(score, self.scores[self.count]) if self._confirming else score
         self._next_candidate()

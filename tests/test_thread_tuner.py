@@ -5,6 +5,7 @@ No test here times anything: the tuner is fed the seconds its steps are said to 
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -42,6 +43,7 @@ def drive(tuner: ThreadTuner, seconds_at, steps: int) -> list[int]:
 
 def tuner(**options) -> tuple[ThreadTuner, list[int]]:
     switched: list[int] = []
+    options.setdefault("trial_seconds", 0.0)  # trials of trial_steps steps, however short
     return ThreadTuner([1, 2], current=2, apply=switched.append, **options), switched
 
 
@@ -154,6 +156,24 @@ def test_short_steps_are_not_tuned():
     t, switched = tuner()
     drive(t, {2: 0.004, 1: 0.001}.get, 200)  # toy sizes: BLAS does not thread these anyway
     assert switched == [] and t.explorations == 0
+
+
+def test_a_trial_lasts_trial_seconds_as_well_as_trial_steps():
+    t, switched = tuner(trial_seconds=2.0)
+    used = drive(t, {2: 0.10, 1: 0.40}.get, 40)
+    # 3 untimed, 5 timed at 2 (the first look), then at 1: one skipped + 5 steps of 0.4 s = 2 s
+    assert used[8:14] == [1] * 6 and used[14] == 2 and t.count == 2 and switched == [1, 2]
+
+
+def test_steps_that_are_now_fast_now_slow_are_scored_by_their_throughput():
+    # two threads on a host whose second core comes and goes: most steps slow, some very fast.
+    # Their median (0.20 s) is slower than one thread's 0.15 s, their throughput (0.132 s a step) faster.
+    pattern = itertools.cycle([0.20, 0.03, 0.20, 0.03, 0.20])
+    switched: list[int] = []
+    t = ThreadTuner([1, 2], current=1, apply=switched.append, trial_seconds=2.0)
+    used = drive(t, lambda count: next(pattern) if count == 2 else 0.15, 200)
+    assert t.count == 2 and used[-50:] == [2] * 50
+    assert t.scores[2] < 0.95 * t.scores[1]
 
 
 def test_items_per_step_are_taken_into_account():

@@ -158,8 +158,8 @@ def test_fused_decoder_on_threads_matches_the_plain_composition(monkeypatch, mod
 
 @pytest.mark.parametrize("dtype", [F64, np.float32])
 def test_fused_decoder_with_huge_logits_in_some_rows(monkeypatch, dtype):
-    """Rows whose logits reach +-1e4 take the max-shifted exp, the others exp(l) unshifted
-    (decoder_loss.SHIFT_FREE_RANGE); both kinds of block must give the composition's numbers."""
+    """Rows whose logits reach +-1e4 overflow exp(l) and are redone with the max subtracted
+    (decoder_loss.S_MIN), the others keep exp(l) unshifted; both must give the composition's numbers."""
     monkeypatch.setenv("NNCTL_NUM_THREADS", "2")
     rng = np.random.default_rng(0)
     fused = DecoderCrossEntropy(5, 11, rng=rng, dtype=dtype)
@@ -179,6 +179,30 @@ def test_fused_decoder_with_huge_logits_in_some_rows(monkeypatch, dtype):
     np.testing.assert_allclose(total / y.size, mean, rtol=rtol)
     np.testing.assert_allclose(dh, dh_plain, rtol=rtol, atol=rtol * np.abs(dh_plain).max())
     np.testing.assert_allclose(fused.W.grad, plain.W.grad, rtol=rtol, atol=rtol * np.abs(plain.W.grad).max())
+
+
+@pytest.mark.filterwarnings("error")  # the overflow and underflow of exp(l) are expected, and silent
+@pytest.mark.parametrize("dtype", [F64, np.float32])
+def test_fused_decoder_when_every_row_underflows(monkeypatch, dtype):
+    """A bias of -300 on every word: exp(l) is 0 (float32) or below S_MIN (float64) in every
+    row, so every row is redone with its max subtracted, and the numbers are the composition's."""
+    monkeypatch.setenv("NNCTL_NUM_THREADS", "2")
+    rng = np.random.default_rng(1)
+    fused = DecoderCrossEntropy(5, 11, rng=rng, dtype=dtype)
+    plain = OutputProjection(5, 11, rng=rng, dtype=F64)
+    plain.W.data[...] = fused.W.data
+    fused.b.data[...] = plain.b.data[...] = -300.0 + normal((11,), 2)
+    h = normal((40, 5), 3)
+    y = np.random.default_rng(6).integers(0, 11, 40)
+    loss = SoftmaxCrossEntropy()
+    mean = loss.forward(plain.forward(h), y)
+    dh_plain = plain.backward(loss.backward(1.0))
+    total = fused.forward(h.astype(dtype), y)
+    dh = fused.backward(1.0 / y.size)
+    rtol = 1e-10 if dtype == F64 else 1e-4
+    np.testing.assert_allclose(total / y.size, mean, rtol=rtol)
+    np.testing.assert_allclose(dh, dh_plain, rtol=rtol, atol=rtol * np.abs(dh_plain).max())
+    np.testing.assert_allclose(fused.b.grad, plain.b.grad, rtol=rtol, atol=rtol * np.abs(plain.b.grad).max())
 
 
 def test_plain_time_distributed_linear_backward():

@@ -7,9 +7,11 @@ reference; this layer computes the same numbers with fewer passes over the (M, V
 which dominate a word-level LM's step (M = 700, V = 10000 on PTB):
 
 * softmax is never normalised in place. One pass, a few rows at a time so that each row
-  is still in cache, adds the bias, subtracts the row max (where that is needed: see
-  SHIFT_FREE_RANGE), takes e = exp(l - shift) in place and sums each row into s; it runs
-  on every core (`nnctl.threads`). Then
+  is still in cache, adds the bias, takes e = exp(l) in place and sums each row into s
+  (a product with a vector of ones: BLAS reads the row once, at its speed); it runs on
+  every core (`nnctl.threads`). No row max is subtracted first: a row where exp(l) could
+  overflow or all of it underflow shows in its sum, and only such rows are taken again
+  with the max subtracted (`_shift_rows`, see S_MIN). Then
       dh = g (e @ W / s - W[y])                       (g: upstream gradient, 1/M for a mean)
       [dW | db] = g (e / s - onehot(y)).T @ [h | 1]
                 = (e - s onehot(y)).T @ [h g/s | g/s]
@@ -29,11 +31,14 @@ from nnctl.layers.embedding import output_weight
 from nnctl.threads import for_row_blocks
 
 # The softmax is the same for any shift c in exp(l - c); c = the row max is the classic
-# guard against overflow. When every row of a block has its max within +-30, c = 0 is just
-# as safe (s <= V e^30, far below float32's 3e38; s >= e^-30) and skips a subtract over
-# the block. Words whose logit falls more than 87 below the shift round to exp = 0 either
-# way; with c = 0 their probability is below e^(-87 + 30), far under float32's precision.
-SHIFT_FREE_RANGE = 30.0
+# guard against overflow, and costs a pass over the row. exp(l) unshifted is exact as it
+# stands wherever it neither overflows (then the row's sum is inf) nor underflows so far
+# that its sum loses precision. A term blurred or lost by underflow is below the smallest
+# normal number (1.2e-38 in float32), V = 1e5 of them below 1.2e-33: against a sum of at
+# least S_MIN that is under 1e-12 relative, far under float32's precision (float64's
+# smallest normal is 2e-308). A row whose sum is not finite or is below S_MIN is
+# recomputed with its max subtracted.
+S_MIN = 1e-20
 
 
 class DecoderCrossEntropy(Layer):
@@ -57,25 +62,24 @@ class DecoderCrossEntropy(Layer):
         W, b = self.W.data, self.b.data
         logits = h2d @ W.T  # (M, V); W.T is a view BLAS reads transposed, never a copy
         target_logit = logits[xp.arange(M), y] + b[y]
-        row_max = xp.empty(M, dtype=logits.dtype)
         s = xp.empty(M, dtype=logits.dtype)
+        ones = xp.ones(logits.shape[1], dtype=logits.dtype)
 
-        def exp_shifted(start, stop):  # e = exp(l + b - shift) in place, and its row sums
+        def exp_unshifted(start, stop):  # e = exp(l + b) in place, and its row sums
             rows = logits[start:stop]
             rows += b
-            shift = row_max[start:stop]
-            xp.max(rows, axis=1, out=shift)
-            if abs(shift).max() <= SHIFT_FREE_RANGE:
-                shift[...] = 0  # exp(l) itself is safe: one pass over the block saved
-            else:
-                rows -= shift[:, None]  # log-sum-exp: then exp cannot overflow, and s >= 1
-            xp.exp(rows, out=rows)
-            xp.sum(rows, axis=1, out=s[start:stop])
+            with np.errstate(over="ignore", under="ignore"):  # per thread; such rows are redone below
+                xp.exp(rows, out=rows)
+            xp.dot(rows, ones, out=s[start:stop])
 
         if xp is np:
-            for_row_blocks(exp_shifted, M)
+            for_row_blocks(exp_unshifted, M)
         else:  # CuPy: each operation is one parallel kernel over all rows
-            exp_shifted(0, M)
+            exp_unshifted(0, M)
+        row_max = xp.zeros(M, dtype=logits.dtype)  # the shift of each row: 0 but where redone
+        redo = xp.flatnonzero(~(s >= S_MIN) | ~xp.isfinite(s))
+        if redo.size:
+            self._shift_rows(logits, s, row_max, h2d[redo] @ W.T + b, redo)
         e = logits
         # Training needs e @ W for dh; forward is the one place to take it while e is intact.
         G = e @ W if self.training else None  # (M, H)
@@ -103,6 +107,16 @@ class DecoderCrossEntropy(Layer):
         self.W.grad += dW_b[:, :H]
         self.b.grad += dW_b[:, H]
         return dh.reshape(self.h_shape)
+
+    @staticmethod
+    def _shift_rows(e, s, row_max, rows, redo):
+        """Rows `redo` of e and s again, from their logits `rows`, with the row max subtracted."""
+        xp = get_xp(rows)
+        shift = rows.max(axis=1)
+        rows = xp.exp(rows - shift[:, None])  # the max term is exp(0) = 1: no overflow, s >= 1
+        e[redo] = rows
+        s[redo] = rows.sum(axis=1)
+        row_max[redo] = shift
 
     def logits(self, h):
         """The scores the loss is computed from: h (..., H) -> (..., V), for sampling."""

@@ -13,6 +13,7 @@ import yaml
 
 import toyparts  # noqa: F401  registers toy_blobs / toy_softmax
 import strict_device
+from nnctl import threads
 
 strict_device.register()  # `device: strict`, the GPU stand-in (tests/strict_device.py)
 
@@ -26,6 +27,19 @@ TOY_CONFIG = {
     "optimizer": {"type": "sgd", "lr": 0.5},
     "train": {"epochs": 3},
 }
+
+
+@pytest.fixture(autouse=True)
+def thread_count_as_it_was():
+    """Every test leaves nnctl's thread count as it found it. A run with `train.threads`, or a
+    tuner that switched, sets the count for the whole process, and the next in-process run's
+    tuner starts from it: its records' `threads` would then differ from a fresh process's."""
+    before = threads._chosen
+    yield
+    if threads._chosen != before:
+        threads._chosen = None  # num_threads(): then a variable's count, else the cores, as at start
+        threads.use_threads(before if before is not None else threads.num_threads())
+        threads._chosen = before
 
 
 @pytest.fixture

@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     for label, layer in layers:
         for method in ("forward", "backward"):
             setattr(layer, method, timed(parts[f"{label}.{method}"], getattr(layer, method)))
-    decoder_loss.for_row_blocks = timed(parts["decoder pass (max/subtract/exp/sum)"], decoder_loss.for_row_blocks)
+    decoder_loss.for_row_blocks = timed(parts["decoder pass (bias/exp/row sum)"], decoder_loss.for_row_blocks)
     trainer.optimizer.step = timed(parts["optimizer.step"], trainer.optimizer.step)
     model.zero_grad = timed(parts["zero_grad"], model.zero_grad)
     import nnctl.trainer

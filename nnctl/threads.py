@@ -1,15 +1,15 @@
 """Elementwise NumPy work on every core, the way BLAS already runs its products.
 
 OpenBLAS runs a matrix product on all cores, but a NumPy ufunc (`exp`, `max`, `-=`) runs
-on one. On a word-level LM's (700, 10000) logits, the one-core max/subtract/exp pass was
-a quarter of the book-size LM's training step (profiled with py-spy). NumPy releases the GIL
-inside ufuncs and reductions, so ordinary Python threads, each on its own rows of the
-array, run truly in parallel; no extension code is needed.
+on one. On a word-level LM's (700, 10000) logits, the one-core elementwise pass (then
+max, subtract, exp) was a quarter of the book-size LM's training step (profiled with
+py-spy). NumPy releases the GIL inside ufuncs and reductions, so ordinary Python threads,
+each on its own rows of the array, run truly in parallel; no extension code is needed.
 
 `for_row_blocks(fn, num_rows)` calls `fn(start, stop)` on disjoint blocks of `block_rows`
 rows that cover `range(num_rows)`, the threads (the calling one among them) taking the
-next block as they finish one. Blocks are small so that a row's max, subtract and exp
-passes read it from cache rather than memory.
+next block as they finish one. Blocks are small so that the second and later passes over
+a row (the decoder's bias, exp and row sum) read it from cache rather than memory.
 
 How many threads: `NNCTL_NUM_THREADS`, else `OPENBLAS_NUM_THREADS` or `OMP_NUM_THREADS`
 (an explicit setting: it always wins), else the count last given to `use_threads`, else

@@ -138,7 +138,7 @@ def test_fused_decoder_matches_linear_plus_softmax_cross_entropy():
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_fused_decoder_on_threads_matches_the_plain_composition(monkeypatch, mode):
-    """Enough rows that the max/subtract/exp pass is split over 3 threads (nnctl.threads)."""
+    """Enough rows that the bias/exp/row-sum pass is split over 3 threads (nnctl.threads)."""
     monkeypatch.setenv("NNCTL_NUM_THREADS", "3")
     rng = np.random.default_rng(0)
     fused = DecoderCrossEntropy(5, 11, rng=rng, dtype=F64)

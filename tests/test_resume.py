@@ -57,9 +57,11 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
 
     child = cli_subprocess(["train", config, "--runs-dir", tmp_path / "b"])
     deadline = time.time() + 60
-    while time.time() < deadline and not list((tmp_path / "b").glob("*/*/checkpoints/last.npz")):
-        time.sleep(0.05)
-    time.sleep(0.3)  # somewhere in the middle of an epoch
+    while time.time() < deadline and not list((tmp_path / "b").glob("*/*/metrics.jsonl")):
+        time.sleep(0.01)
+    # At once, after the first evaluation (step 200 of the first epoch's 750, checkpoints
+    # every 50): a fast host trains the three epochs in a quarter of a second, so a pause
+    # here would miss the run.
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=60)
     assert child.returncode == 130, out + err

@@ -22,11 +22,15 @@ seconds to a ThreadTuner, which sets both of nnctl's pools (`threads.use_threads
   kept count measured.
 
 The first `start_after` steps (allocation, warm caches) are never timed. Steps of under
-`min_step_seconds` are not tuned: their products are too small for OpenBLAS to thread,
-and timing them measures noise. An explicit count wins and there is nothing to tune
-(`for_training`): `NNCTL_NUM_THREADS` (nnctl's pool, and BLAS too unless one of the
-next two is set), `OPENBLAS_NUM_THREADS` or `OMP_NUM_THREADS` (read by OpenBLAS when it
-loads), then `train.threads`; so does a device other than the CPU, or several processes.
+`min_step_seconds` (5 ms) are not tuned: their products are too small for OpenBLAS to
+thread. Longer ones are tuned, however short: a trial's seconds, not its count of steps,
+average the noise away, and the CNN's steps of 11-18 ms are ones where one thread beats two
+when the other core is busy (benchmarks/README.md, "A busy machine").
+
+An explicit count wins and there is nothing to tune (`for_training`): `NNCTL_NUM_THREADS`
+(nnctl's pool, and BLAS too unless one of the next two is set), `OPENBLAS_NUM_THREADS` or
+`OMP_NUM_THREADS` (read by OpenBLAS when it loads), then `train.threads`; so does a device
+other than the CPU, or several processes.
 
 What a count changes (measured 2026-12-02 with float32, 1 against 2 threads, OpenBLAS
 0.3.31 Haswell kernels, same seed). OpenBLAS blocks a product differently for each thread
@@ -92,7 +96,7 @@ class ThreadTuner:
     def __init__(self, candidates: Sequence[int], *, current: int | None = None,
                  apply: Callable[[int], None] = use_threads, start_after: int = 3, trial_steps: int = 5,
                  trial_seconds: float = 2.0, window: int = 9, drift: float = 0.3, margin: float = 0.05, recheck_seconds: float = 60.0,
-                 max_recheck_seconds: float = 300.0, min_step_seconds: float = 0.02):
+                 max_recheck_seconds: float = 300.0, min_step_seconds: float = 0.005):
         if not candidates or min(candidates) < 1:
             raise ValueError(f"candidates must be positive counts, got {list(candidates)}")
         self.candidates = sorted(set(candidates), reverse=True)

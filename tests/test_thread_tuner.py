@@ -158,6 +158,14 @@ def test_short_steps_are_not_tuned():
     assert switched == [] and t.explorations == 0
 
 
+def test_steps_of_a_few_milliseconds_are_tuned():
+    # the CNN with one core busy: 18 ms a step at two threads, 13 at one
+    switched: list[int] = []
+    t = ThreadTuner([1, 2], current=2, apply=switched.append)  # the defaults, 2 s trials
+    used = drive(t, {2: 0.018, 1: 0.013}.get, 2000)
+    assert switched[0] == 1 and used[-100:] == [1] * 100
+
+
 def test_a_trial_lasts_trial_seconds_as_well_as_trial_steps():
     t, switched = tuner(trial_seconds=2.0)
     used = drive(t, {2: 0.10, 1: 0.40}.get, 40)

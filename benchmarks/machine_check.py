@@ -1,4 +1,5 @@
-"""Is the machine what it was? Two quick readings to take before trusting a timed run.
+"""Is the machine what it was? Which BLAS kernels run, and two quick readings to take before
+trusting a timed run.
 
     python3 benchmarks/machine_check.py                 # ~25 s
     python3 benchmarks/machine_check.py --seconds 60 --threads 1
@@ -12,12 +13,15 @@
    says how far that pass is from reading memory (NumPy picks its exp kernel by the CPU's
    SIMD level, which `numpy.show_runtime()` prints).
 
+The first line names OpenBLAS's kernels and whether OPENBLAS_CORETYPE chose them: on an
+AVX-512 CPU, Haswell's run every large product at half the speed ("OpenBLAS's kernels").
 Figures and what they meant on a given day go in benchmarks/README.md ("Threads and noise").
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from nnctl import threads  # imported before NumPy, as the nnctl command does (OpenBLAS's thread timeout)
@@ -74,7 +78,13 @@ def main(argv=None) -> int:
 
     if args.threads is not None:
         threads.use_threads(args.threads)
-    blas_threads = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    blas_threads = [pool["num_threads"] for pool in blas]
+    # The kernels halve or double every product (benchmarks/README.md, "OpenBLAS's kernels")
+    kernels = ", ".join(f"{pool.get('internal_api')} {pool.get('version')} {pool.get('architecture')}" for pool in blas)
+    coretype = os.environ.get("OPENBLAS_CORETYPE")
+    print(f"BLAS kernels: {kernels} "
+          + (f"(OPENBLAS_CORETYPE={coretype} is set)" if coretype else "(chosen by the library for this CPU)"))
     readings = product_slices(args.seconds, args.slice)
     print(f"(700 x 200) @ (200 x 10000) float32, BLAS threads {blas_threads}, GFLOP/s per {args.slice:g} s slice:")
     print("  " + " ".join(f"{r:.1f}" for r in readings))

@@ -246,7 +246,7 @@ def test_machine_check_reads_the_product_in_slices_and_times_each_pass(capsys):
     assert set(timings) == {"exp", "add", "max", "sum"} and all(t > 0 for t in timings.values())
     assert machine_check.main(["--seconds", "0.1", "--slice", "0.05", "--threads", "1"]) == 0
     out = capsys.readouterr().out
-    assert "BLAS threads [1]" in out and "exp / add" in out
+    assert "BLAS threads [1]" in out and "exp / add" in out and "BLAS kernels:" in out
 
 
 def test_decoder_vs_torch_times_the_same_loss_in_both_libraries(capsys):
@@ -259,4 +259,18 @@ def test_decoder_vs_torch_times_the_same_loss_in_both_libraries(capsys):
     args = ["--tokens", "12", "--hidden", "8", "--vocab", "50", "--threads", "1", "--rounds", "2", "--seconds", "0.01"]
     assert decoder_vs_torch.main(args) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.split("|")[0].split() == ["1", "8"]]
+    assert len(rows) == 1
+
+
+def test_recurrent_vs_torch_times_the_same_layer_in_both_libraries(capsys):
+    torch = pytest.importorskip("torch")
+    import recurrent_vs_torch
+
+    fns = recurrent_vs_torch.contenders(N=3, T=4, H=5, torch=torch)
+    nnctl_y, torch_y = fns["nnctl layer"](), fns["torch layer"]().numpy()
+    np.testing.assert_allclose(nnctl_y, torch_y, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fns["nnctl step"](), fns["torch step"]().numpy(), rtol=1e-5, atol=1e-6)
+    args = ["--rows", "3", "--steps", "4", "--hidden", "5", "--threads", "1", "--rounds", "2", "--seconds", "0.01"]
+    assert recurrent_vs_torch.main(args) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.split("|")[0].split() == ["1", "3", "5"]]
     assert len(rows) == 1

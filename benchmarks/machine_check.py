@@ -14,7 +14,7 @@ trusting a timed run.
    SIMD level, which `numpy.show_runtime()` prints).
 
 The first line names OpenBLAS's kernels and whether OPENBLAS_CORETYPE chose them: on an
-AVX-512 CPU, Haswell's run every large product at half the speed ("OpenBLAS's kernels").
+AVX-512 CPU, Haswell's are the slower AVX2 ones (benchmarks/README.md, "OpenBLAS's kernels").
 Figures and what they meant on a given day go in benchmarks/README.md ("Threads and noise").
 """
 
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
         threads.use_threads(args.threads)
     blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
     blas_threads = [pool["num_threads"] for pool in blas]
-    # The kernels halve or double every product (benchmarks/README.md, "OpenBLAS's kernels")
+    # Which kernels run sets the speed of every product (benchmarks/README.md, "OpenBLAS's kernels")
     kernels = ", ".join(f"{pool.get('internal_api')} {pool.get('version')} {pool.get('architecture')}" for pool in blas)
     coretype = os.environ.get("OPENBLAS_CORETYPE")
     print(f"BLAS kernels: {kernels} "

@@ -47,6 +47,32 @@ def best_ms(fn, seconds: float) -> float:
     return best * 1e3
 
 
+def best_in_turns(fns: dict, rounds: int, seconds: float) -> list[float]:
+    """Best-of ms of each callable in `fns` (in its order), timed in turns A B ... B A for `rounds` rounds."""
+    names = list(fns)
+    best = dict.fromkeys(names, float("inf"))
+    for round_ in range(rounds):
+        for name in (names if round_ % 2 == 0 else names[::-1]):
+            best[name] = min(best[name], best_ms(fns[name], seconds))
+    return [best[name] for name in names]
+
+
+def add_timing_options(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--rounds", type=int, default=4, help="turns of every contender")
+    ap.add_argument("--seconds", type=float, default=0.5, help="timing per contender per round")
+
+
+def import_torch():
+    """PyTorch, or None after saying where to find it."""
+    try:
+        import torch
+    except ImportError:
+        print("needs PyTorch: run it with the peers' venv (benchmarks/README.md)", file=sys.stderr)
+        return None
+    return torch
+
+
 def contenders(M: int, H: int, V: int, torch):
     """{name: zero-argument callable} for one shape, on the same random h, W, b, targets."""
     import torch.nn.functional as F
@@ -74,14 +100,10 @@ def main(argv=None) -> int:
     ap.add_argument("--tokens", type=int, default=350, help="rows M of the window (eval: 10 x 35)")
     ap.add_argument("--hidden", type=int, nargs="+", default=[200, 650])
     ap.add_argument("--vocab", type=int, default=10000)
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--rounds", type=int, default=4, help="turns of every contender")
-    ap.add_argument("--seconds", type=float, default=0.5, help="timing per contender per round")
+    add_timing_options(ap)
     args = ap.parse_args(argv)
-    try:
-        import torch
-    except ImportError:
-        print("needs PyTorch: run it with the peers' venv (benchmarks/README.md)", file=sys.stderr)
+    torch = import_torch()
+    if torch is None:
         return 2
     print(f"M = {args.tokens} tokens, V = {args.vocab}; best-of ms per call over {args.rounds} rounds in turns; "
           f"numpy {np.__version__}, torch {torch.__version__}")
@@ -92,12 +114,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(threads)
         for H in args.hidden:
             fns = contenders(args.tokens, H, args.vocab, torch)
-            names = list(fns)
-            best = dict.fromkeys(names, float("inf"))
-            for round_ in range(args.rounds):
-                for name in (names if round_ % 2 == 0 else names[::-1]):
-                    best[name] = min(best[name], best_ms(fns[name], args.seconds))
-            n_prod, t_prod, n_dec, t_dec = (best[name] for name in names)
+            n_prod, t_prod, n_dec, t_dec = best_in_turns(fns, args.rounds, args.seconds)
             print(f"{threads:>7} {H:>5} | {n_prod:7.2f} {t_prod:7.2f} {t_prod / n_prod:6.2f} | "
                   f"{n_dec:7.2f} {t_dec:7.2f} {t_dec / n_dec:6.2f} | {n_dec - n_prod:12.2f} {t_dec - t_prod:6.2f}")
     print("ratio = torch ms / numpy or nnctl ms: above 1, nnctl is faster")

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nnctl  # noqa: E402, F401  (before NumPy: OpenBLAS's thread timeout, as the nnctl command)
 import numpy as np  # noqa: E402
 
-from decoder_vs_torch import best_ms  # noqa: E402
+from decoder_vs_torch import add_timing_options, best_in_turns, import_torch  # noqa: E402
 from nnctl.layers.recurrent import LSTM, rows_times  # noqa: E402
 from nnctl.threads import use_threads  # noqa: E402
 
@@ -71,14 +71,10 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", type=int, nargs="+", default=[10, 20], help="N: 10 = the suite's evaluation batch")
     ap.add_argument("--steps", type=int, default=35, help="T, the window")
     ap.add_argument("--hidden", type=int, nargs="+", default=[200, 650])
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--rounds", type=int, default=4, help="turns of every contender")
-    ap.add_argument("--seconds", type=float, default=0.5, help="timing per contender per round")
+    add_timing_options(ap)
     args = ap.parse_args(argv)
-    try:
-        import torch
-    except ImportError:
-        print("needs PyTorch: run it with the peers' venv (benchmarks/README.md)", file=sys.stderr)
+    torch = import_torch()
+    if torch is None:
         return 2
     print(f"T = {args.steps} steps; best-of ms per call over {args.rounds} rounds in turns; "
           f"numpy {np.__version__}, torch {torch.__version__}")
@@ -90,12 +86,7 @@ def main(argv=None) -> int:
         for N in args.rows:
             for H in args.hidden:
                 fns = contenders(N, args.steps, H, torch)
-                names = list(fns)
-                best = dict.fromkeys(names, float("inf"))
-                for round_ in range(args.rounds):
-                    for name in (names if round_ % 2 == 0 else names[::-1]):
-                        best[name] = min(best[name], best_ms(fns[name], args.seconds))
-                n_layer, t_layer, n_step, t_step = (best[name] for name in names)
+                n_layer, t_layer, n_step, t_step = best_in_turns(fns, args.rounds, args.seconds)
                 print(f"{threads:>7} {N:>3} {H:>5} | {n_layer:14.2f} {t_layer:7.2f} {t_layer / n_layer:6.2f} | "
                       f"{n_step:12.3f} {t_step:6.3f} {t_step / n_step:6.2f}")
     print("ratio = torch ms / nnctl ms: above 1, nnctl is faster")

@@ -274,3 +274,15 @@ def test_recurrent_vs_torch_times_the_same_layer_in_both_libraries(capsys):
     assert recurrent_vs_torch.main(args) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.split("|")[0].split() == ["1", "3", "5"]]
     assert len(rows) == 1
+
+
+@pytest.mark.parametrize("coretype", [None, "Haswell"])
+def test_machine_check_says_whether_openblas_coretype_chose_the_kernels(capsys, monkeypatch, coretype):
+    if coretype is None:
+        monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    else:
+        monkeypatch.setenv("OPENBLAS_CORETYPE", coretype)
+    assert machine_check.main(["--seconds", "0.02", "--slice", "0.01", "--threads", "1"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    expected = "(chosen by the library for this CPU)" if coretype is None else "(OPENBLAS_CORETYPE=Haswell is set)"
+    assert first.startswith("BLAS kernels:") and first.endswith(expected)

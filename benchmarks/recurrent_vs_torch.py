@@ -9,8 +9,9 @@ This times, at 1 and 2 threads, in turns (A B B A ...):
 
   layer     one LSTM layer over the window, same weights: nnctl's LSTM.forward, and
             torch.nn.LSTM under no_grad (on the CPU wheel, one oneDNN RNN call)
-  step      the per-step recurrent product alone: nnctl's rows_times(h, Wh.T) and
-            torch.mm(h, Wh), an (N, H) @ (H, 4H) product
+  step      the per-step recurrent product alone: nnctl's StepProduct, in the layout
+            the layer chooses (nnctl/layers/step_product.py), and torch.mm(h, Wh), an
+            (N, H) @ (H, 4H) product
 
 Best-of milliseconds per call, as decoder_vs_torch.py. nnctl's layer is its input product
 (all T steps at once), T recurrent products and the gates' elementwise work, each a NumPy
@@ -30,7 +31,8 @@ import nnctl  # noqa: E402, F401  (before NumPy: OpenBLAS's thread timeout, as t
 import numpy as np  # noqa: E402
 
 from decoder_vs_torch import add_timing_options, best_in_turns, import_torch  # noqa: E402
-from nnctl.layers.recurrent import LSTM, rows_times  # noqa: E402
+from nnctl.layers.recurrent import LSTM  # noqa: E402
+from nnctl.layers.step_product import StepProduct, blas_has_small_matrix_kernels  # noqa: E402
 from nnctl.threads import use_threads  # noqa: E402
 
 
@@ -51,7 +53,7 @@ def contenders(N: int, T: int, H: int, torch):
         peer.weight_hh_l0.copy_(torch.from_numpy(torch_gate_order(cell.Wh.data, H).T.copy()))
         peer.bias_ih_l0.copy_(torch.from_numpy(torch_gate_order(cell.b.data, H)))
         peer.bias_hh_l0.zero_()
-    WhT = np.ascontiguousarray(cell.Wh.data.T)
+    step = StepProduct(cell.Wh.data, N)
     tx, th, tWh = torch.from_numpy(x), torch.from_numpy(h), torch.from_numpy(cell.Wh.data.copy())
 
     def peer_layer():
@@ -61,7 +63,7 @@ def contenders(N: int, T: int, H: int, torch):
     return {
         "nnctl layer": lambda: cell.forward(x)[0],
         "torch layer": peer_layer,
-        "nnctl step": lambda: rows_times(h, WhT),
+        "nnctl step": lambda: step(h),
         "torch step": lambda: torch.mm(th, tWh),
     }
 
@@ -77,7 +79,8 @@ def main(argv=None) -> int:
     if torch is None:
         return 2
     print(f"T = {args.steps} steps; best-of ms per call over {args.rounds} rounds in turns; "
-          f"numpy {np.__version__}, torch {torch.__version__}")
+          f"numpy {np.__version__}, torch {torch.__version__}; BLAS has small-matrix kernels: "
+          f"{blas_has_small_matrix_kernels()} (nnctl's step product in column groups where it fits)")
     print(f"{'threads':>7} {'N':>3} {'H':>5} | layer: {'nnctl':>7} {'torch':>7} {'ratio':>6} | "
           f"step: {'nnctl':>6} {'torch':>6} {'ratio':>6}")
     for threads in args.threads:

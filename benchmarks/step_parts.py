@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Where a language model's training step goes: milliseconds per part, inside a real loop.
+"""Where a training step goes: milliseconds per part, inside a real loop.
 
     python3 benchmarks/step_parts.py lm_book --data-dir ~/data --steps 50
+    python3 benchmarks/step_parts.py cnn --data-dir ~/data
 
 Builds the workload as benchmarks/worker.py does (so `nnctl` is imported before NumPy and
 OpenBLAS gets nnctl's thread timeout), runs Trainer.step on real batches, and times each
-layer's forward and backward, the decoder's elementwise pass over the logits (the
-`for_row_blocks` call), clipping, the optimizer and zero_grad by wrapping them. Prints the
+layer's forward and backward, the LM decoder's elementwise pass over the logits (the
+`for_row_blocks` call), clipping, the optimizer and zero_grad by wrapping them. For the
+CNN the layers are its Sequential's, named by class and position. Prints the
 mean milliseconds per step of each part and of the whole step (and the whole step's
 median and minimum: the machine is noisy); parts nest (the pass is inside the decoder's
 forward). A sampling profile (run.py) says which lines are hot; this
@@ -40,9 +42,17 @@ def timed(record: list, fn):
     return wrapper
 
 
+def named_layers(model) -> list[tuple[str, object]]:
+    """(label, layer) for each layer whose forward and backward are timed."""
+    if hasattr(model, "net"):  # a Classifier: its Sequential's layers, in order
+        return [(f"{i}:{type(layer).__name__}", layer) for i, layer in enumerate(model.net.layers)]
+    return [("embedding", model.embedding), *((f"dropout{i}", d) for i, d in enumerate(model.dropouts)),
+            *((f"{model.cell}{i}", cell) for i, cell in enumerate(model.cells)), ("decoder", model.decoder)]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("workload", choices=[w for w in sorted(worker.WORKLOADS) if w.startswith("lm_")])
+    ap.add_argument("workload", choices=[w for w in sorted(worker.WORKLOADS) if w.startswith("lm_") or w == "cnn"])
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
@@ -54,8 +64,7 @@ def main(argv=None) -> int:
     cfg, exp, trainer = worker.build(args.workload, args.data_dir)
     model = exp.model
     parts: dict[str, list] = defaultdict(list)
-    layers = [("embedding", model.embedding), *((f"dropout{i}", d) for i, d in enumerate(model.dropouts)),
-              *((f"{model.cell}{i}", cell) for i, cell in enumerate(model.cells)), ("decoder", model.decoder)]
+    layers = named_layers(model)
     for label, layer in layers:
         for method in ("forward", "backward"):
             setattr(layer, method, timed(parts[f"{label}.{method}"], getattr(layer, method)))

@@ -25,7 +25,8 @@ import numpy as np
 from nnctl.backend import get_xp
 from nnctl.functional import sigmoid_
 from nnctl.layers.base import Layer, Param
-from nnctl.layers.recurrent import check_sizes, from_time_major, rows_times, to_time_major
+from nnctl.layers.recurrent import check_sizes, from_time_major, to_time_major
+from nnctl.layers.step_product import StepProduct, rows_times
 
 
 class GRU(Layer):
@@ -63,10 +64,10 @@ class GRU(Layer):
         HN = xp.empty((T, N, H), dtype=x.dtype)  # h_{t-1} @ Wh_n + bh_n, which dr needs
         Y = xp.empty_like(HN)  # outputs h_t
         Wh = self.Wh.data if wh_scale is None else self.Wh.data * wh_scale  # weight drop: Wh * M
-        WhT = xp.ascontiguousarray(Wh.T)  # (3H, H), for rows_times
+        recurrent = StepProduct(Wh, N)
         h = h0
         for t in range(T):
-            hw = rows_times(h, WhT)  # h_{t-1} @ Wh, (N, 3H)
+            hw = recurrent(h)  # h_{t-1} @ Wh, (N, 3H)
             rz = G[t, :, : 2 * H]
             rz += hw[:, : 2 * H]
             sigmoid_(rz)  # r, z

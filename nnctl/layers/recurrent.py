@@ -9,8 +9,9 @@ al. 2014. With x_t (N, D), h, c (N, H) and the four gates fused in one matrix:
     h_t = o * tanh(c_t)
 
 Speed: the input half x_t @ Wx of all T steps is one (N*T, D) @ (D, 4H) product before
-the loop, so only the recurrent product h @ Wh runs per step; backward likewise gathers
-the gate gradients of all steps and does one product each for dWx, dWh and dx.
+the loop, so only the recurrent product h @ Wh runs per step, with Wh laid out once per
+window for it (nnctl/layers/step_product.py); backward likewise gathers the gate
+gradients of all steps and does one product each for dWx, dWh and dx.
 
 The plain per-step version of this layer, one line per equation, is `ReferenceLSTM` in
 nnctl/layers/reference.py; the tests check that the two agree. The other recurrent cells
@@ -29,6 +30,7 @@ import numpy as np
 
 from nnctl.backend import get_xp
 from nnctl.layers.base import Layer, Param
+from nnctl.layers.step_product import StepProduct, rows_times
 
 
 def check_sizes(input_dim: int, hidden_dim: int) -> None:
@@ -45,17 +47,6 @@ def to_time_major(x):
 def from_time_major(y):
     """(T, N, H) -> the layer's (N, T, H) view."""
     return y.transpose(1, 0, 2)
-
-
-def rows_times(v, matrix_T):
-    """v @ matrix for a few rows v (N, K), given matrix_T = matrix.T (contiguous).
-
-    The per-step product reads a whole weight matrix for a few rows of state; BLAS streams
-    the big matrix faster as the left operand, so this computes (matrix.T @ v.T).T
-    (benchmarks/README.md, "the recurrent product"). Pass W.T to get v @ W, and W itself
-    to get v @ W.T.
-    """
-    return (matrix_T @ v.T).T
 
 
 class LSTM(Layer):
@@ -96,14 +87,15 @@ class LSTM(Layer):
         TC = xp.empty_like(C)  # tanh(c_t)
         Y = xp.empty_like(C)  # outputs h_t
         Wh = self.Wh.data if wh_scale is None else self.Wh.data * wh_scale  # weight drop: Wh * M
-        WhT = xp.ascontiguousarray(Wh.T)  # (4H, H), for rows_times
         # sigmoid(z) = (tanh(z / 2) + 1) / 2, which cannot overflow as exp(-z) can. Halving
         # the i, f, o pre-activations once, for all steps, lets one tanh serve all four gates.
         A[..., : 3 * H] *= 0.5
-        WhT[: 3 * H] *= 0.5
+        halve_ifo = xp.ones(4 * H, dtype=Wh.dtype)
+        halve_ifo[: 3 * H] = 0.5
+        recurrent = StepProduct(Wh, N, column_scale=halve_ifo)  # h @ Wh, halved for i, f, o
         for t in range(T):
             a = A[t]  # the gates are written in place
-            a += rows_times(h, WhT)  # h_{t-1} @ Wh (halved for i, f, o)
+            recurrent.add_to(a, h)  # += h_{t-1} @ Wh (halved for i, f, o)
             xp.tanh(a, out=a)  # [tanh(z_i / 2), tanh(z_f / 2), tanh(z_o / 2), tanh(z_g)]
             ifo = a[:, : 3 * H]
             ifo *= 0.5

@@ -25,7 +25,8 @@ import numpy as np
 
 from nnctl.backend import get_xp
 from nnctl.layers.base import Layer, Param
-from nnctl.layers.recurrent import check_sizes, from_time_major, rows_times, to_time_major
+from nnctl.layers.recurrent import check_sizes, from_time_major, to_time_major
+from nnctl.layers.step_product import StepProduct, rows_times
 
 
 class RNN(Layer):
@@ -57,11 +58,11 @@ class RNN(Layer):
         # turns each a_t into h_t in place, so Y ends as the outputs.
         Y = (x2d @ self.Wx.data + self.b.data).reshape(T, N, self.hidden_dim)
         Wh = self.Wh.data if wh_scale is None else self.Wh.data * wh_scale  # weight drop: Wh * M
-        WhT = xp.ascontiguousarray(Wh.T)
+        recurrent = StepProduct(Wh, N)
         h = h0
         for t in range(T):
             a = Y[t]
-            a += rows_times(h, WhT)  # h_{t-1} @ Wh
+            recurrent.add_to(a, h)  # += h_{t-1} @ Wh
             h = xp.tanh(a, out=a)
         self.cache = (x2d, h0, Y, Wh, wh_scale)
         return from_time_major(Y), h.copy()

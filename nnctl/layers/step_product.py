@@ -1,0 +1,127 @@
+"""The recurrent product h_{t-1} @ Wh of every time step, for a few rows of state at a time.
+
+A recurrent layer multiplies its state h (N, K), N the batch (10 to 64 rows), by the same
+weight matrix W (K, M) at every step of a window. For so few rows the arithmetic is
+small, and what a general BLAS product does around it counts: OpenBLAS copies ("packs")
+the whole of W into its own layout on every call. `StepProduct` prepares W once per
+window in one of two layouts:
+
+  transposed     W.T, contiguous: the product is (W.T @ h.T).T, because BLAS streams the
+                 big matrix faster as the left operand (`rows_times`).
+  column groups  W cut into G groups of 64 columns, a (G, K, 64) stack (the last group
+                 padded with zero columns), and one np.matmul over the stack per step.
+                 Each group is small enough (N * K * 64 <= 10^6 multiply-adds) for the
+                 small-matrix kernels that OpenBLAS has on some processors (SkylakeX
+                 and its successors), which read the operands where they lie instead of
+                 packing them. nnctl's threads share the groups (`for_row_blocks`); each
+                 group is one BLAS call whichever thread makes it, so the result is the
+                 same for any thread count.
+
+Column groups are used where the BLAS in use has those kernels and the product fits them,
+else the transposed layout (benchmarks/README.md, "The recurrent product in column
+groups"). The two round differently, by a few 1e-7 of the result; the choice depends only
+on the shapes and the BLAS library's kernels, never on a timing, so one machine gives the
+same bits on every run.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from nnctl.backend import get_xp
+from nnctl.threads import for_row_blocks
+
+GROUP_COLUMNS = 64
+# OpenBLAS's small-matrix path takes products of at most 100^3 multiply-adds
+# (kernel/x86_64/sgemm_small_kernel_permit_skylakex.c); the kernels that have it:
+SMALL_MATRIX_LIMIT = 100 ** 3
+SMALL_MATRIX_KERNELS = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+# Below this many multiply-adds a step's product is over before a second thread starts.
+MIN_WORK_PER_THREAD = 4_000_000
+
+
+def rows_times(v, matrix_T):
+    """v @ matrix for a few rows v (N, K), given matrix_T = matrix.T (contiguous).
+
+    The per-step product reads a whole weight matrix for a few rows of state; BLAS streams
+    the big matrix faster as the left operand, so this computes (matrix.T @ v.T).T
+    (benchmarks/README.md, "the recurrent product"). Pass W.T to get v @ W, and W itself
+    to get v @ W.T.
+    """
+    return (matrix_T @ v.T).T
+
+
+@functools.cache
+def blas_has_small_matrix_kernels() -> bool:
+    """Whether NumPy's BLAS is an OpenBLAS running kernels with the small-matrix path."""
+    from threadpoolctl import threadpool_info
+
+    return any(pool.get("internal_api") == "openblas"
+               and str(pool.get("architecture", "")).lower() in SMALL_MATRIX_KERNELS
+               for pool in threadpool_info() if pool.get("user_api") == "blas")
+
+
+def choose_layout(rows: int, W) -> str:
+    """'groups' or 'transposed' for h (rows, K) @ W (K, M); see the module's docstring."""
+    K = W.shape[0]
+    fits = rows * K * GROUP_COLUMNS <= SMALL_MATRIX_LIMIT
+    if get_xp(W) is np and fits and blas_has_small_matrix_kernels():
+        return "groups"
+    return "transposed"
+
+
+class StepProduct:
+    """h (rows, K) -> h @ (W * column_scale), for one window's steps; W (K, M) is copied once.
+
+    column_scale: None, or (M,) factors folded into the copy (the LSTM halves its sigmoid
+    gates' columns). layout: None chooses (`choose_layout`); 'groups' or 'transposed' forces
+    one (the tests check both).
+    """
+
+    def __init__(self, W, rows: int, *, column_scale=None, layout: str | None = None):
+        self.layout = choose_layout(rows, W) if layout is None else layout
+        if self.layout not in ("groups", "transposed"):
+            raise ValueError(f"layout must be 'groups' or 'transposed', got {layout!r}")
+        xp = get_xp(W)
+        K, M = W.shape
+        self.rows, self.M = rows, M
+        scaled = W if column_scale is None else W * column_scale
+        if self.layout == "transposed":
+            self.WT = xp.ascontiguousarray(scaled.T)  # (M, K)
+            return
+        G = -(-M // GROUP_COLUMNS)
+        padded = np.zeros((K, G * GROUP_COLUMNS), dtype=W.dtype)
+        padded[:, :M] = scaled
+        self.groups = np.ascontiguousarray(padded.reshape(K, G, GROUP_COLUMNS).transpose(1, 0, 2))  # (G, K, 64)
+        self.out = np.empty((G, rows, GROUP_COLUMNS), dtype=W.dtype)
+        self.min_groups_per_thread = -(-MIN_WORK_PER_THREAD // (rows * K * GROUP_COLUMNS))
+
+    def _group_products(self, h):
+        """self.out[g] = h @ group g, the groups shared among the threads."""
+        groups, out = self.groups, self.out
+        G = len(groups)
+
+        def some_groups(first: int, stop: int) -> None:
+            np.matmul(h, groups[first:stop], out=out[first:stop])
+
+        for_row_blocks(some_groups, G, block_rows=max(1, G // 4), min_rows_per_thread=self.min_groups_per_thread)
+        return out
+
+    def __call__(self, h):
+        if self.layout == "transposed":
+            return rows_times(h, self.WT)
+        out = self._group_products(h)  # (G, N, 64)
+        return out.transpose(1, 0, 2).reshape(self.rows, -1)[:, : self.M]
+
+    def add_to(self, a, h) -> None:
+        """a += h @ W (scaled), a (rows, M) in place."""
+        if self.layout == "transposed":
+            a += rows_times(h, self.WT)
+            return
+        out = self._group_products(h)
+        full = self.M // GROUP_COLUMNS  # groups without padding
+        a[:, : full * GROUP_COLUMNS].reshape(self.rows, full, GROUP_COLUMNS)[...] += out[:full].transpose(1, 0, 2)
+        if full < len(out):
+            a[:, full * GROUP_COLUMNS:] += out[full, :, : self.M - full * GROUP_COLUMNS]

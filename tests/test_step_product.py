@@ -1,0 +1,81 @@
+"""The per-step recurrent product in both layouts: equal to h @ W, the same bits for any
+thread count, and chosen from the shapes and the BLAS kernels only."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from nnctl.layers import step_product
+from nnctl.layers.recurrent import LSTM
+from nnctl.layers.reference import reference_of
+from nnctl.layers.step_product import StepProduct, choose_layout
+from nnctl.threads import use_threads
+
+
+def normal(shape, seed, dtype=np.float64):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("layout", ["groups", "transposed"])
+@pytest.mark.parametrize("K, M", [(5, 64), (7, 100), (3, 200), (4, 12)], ids=["one-group", "padded", "many", "narrow"])
+@pytest.mark.parametrize("scaled", [False, True])
+def test_both_layouts_compute_h_times_w(layout, K, M, scaled):
+    h, W = normal((3, K), 0), normal((K, M), 1)
+    scale = normal(M, 2) if scaled else None
+    expected = h @ (W if scale is None else W * scale)
+    product = StepProduct(W, 3, column_scale=scale, layout=layout)
+    np.testing.assert_allclose(product(h), expected, rtol=1e-13, atol=1e-13)
+    a = normal((3, M), 3)
+    total = a + expected
+    product.add_to(a, h)
+    np.testing.assert_allclose(a, total, rtol=1e-13, atol=1e-13)
+
+
+def test_add_to_writes_into_a_view_of_a_larger_array():
+    """The LSTM passes A[t], a row block of its (T, N, 4H) gates: the sum must land there."""
+    W, h = normal((6, 130), 4), normal((2, 6), 5)
+    A = np.zeros((3, 2, 130))
+    StepProduct(W, 2, layout="groups").add_to(A[1], h)
+    np.testing.assert_allclose(A[1], h @ W, rtol=1e-13, atol=1e-13)
+    assert not A[0].any() and not A[2].any()
+
+
+def test_column_groups_give_the_same_bits_on_one_or_two_threads():
+    """Big enough for the groups to be shared among threads; each group is one BLAS call."""
+    h, W = normal((10, 650), 6, np.float32), normal((650, 2600), 7, np.float32)
+    product = StepProduct(W, 10, layout="groups")
+    use_threads(1)  # conftest.py puts the count back after the test
+    one = product(h).copy()
+    use_threads(2)
+    assert np.array_equal(product(h), one)
+
+
+def test_the_layout_follows_the_kernels_and_the_size(monkeypatch):
+    W = np.zeros((650, 2600), np.float32)
+    monkeypatch.setattr(step_product, "blas_has_small_matrix_kernels", lambda: True)
+    assert choose_layout(10, W) == "groups"  # 10 * 650 * 64 multiply-adds per group: small
+    assert choose_layout(64, W) == "transposed"  # too big for the small-matrix kernels
+    monkeypatch.setattr(step_product, "blas_has_small_matrix_kernels", lambda: False)
+    assert choose_layout(10, W) == "transposed"
+
+
+def test_an_unknown_layout_is_refused():
+    with pytest.raises(ValueError, match="layout must be"):
+        StepProduct(np.zeros((2, 2)), 1, layout="rows")
+
+
+@pytest.mark.parametrize("small_kernels", [True, False], ids=["groups", "transposed"])
+def test_lstm_equals_its_reference_in_either_layout(monkeypatch, small_kernels):
+    monkeypatch.setattr(step_product, "blas_has_small_matrix_kernels", lambda: small_kernels)
+    fast = LSTM(3, 70, rng=np.random.default_rng(8), dtype=np.float64)  # 4H = 280: a padded last group
+    plain = reference_of(copy.deepcopy(fast))
+    x = normal((2, 4, 3), 9)
+    state = (normal((2, 70), 10), normal((2, 70), 11))
+    y_fast, (h_fast, c_fast) = fast.forward(x, state)
+    y_plain, (h_plain, c_plain) = plain.forward(x, state)
+    np.testing.assert_allclose(y_fast, y_plain, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(h_fast, h_plain, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(c_fast, c_plain, rtol=1e-12, atol=1e-14)

@@ -56,6 +56,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--eval", action="store_true",
+                    help="time evaluation windows (model.loss in eval mode, as Trainer.evaluate) instead")
     ap.add_argument("--each", action="store_true",
                     help="also print every step's milliseconds, in order (to see the machine drift)")
     args = ap.parse_args(argv)
@@ -76,17 +78,25 @@ def main(argv=None) -> int:
     nnctl.trainer.global_grad_norm = timed(parts["gradient norm"], nnctl.trainer.global_grad_norm)
     nnctl.trainer.clip_grad_norm = timed(parts["clip"], nnctl.trainer.clip_grad_norm)
 
-    batches = worker.endless_batches(trainer, cfg["seed"])
-    worker.run_steps(trainer, batches, steps=args.warmup)
+    if args.eval:
+        split = "valid"
+        evaluation = worker.EvalStream(exp, split, exp.train.eval_batch_size or exp.data.batch_size)
+        model.eval()
+        one_step, what = evaluation.step, f"evaluation window ({split}, batch {evaluation.batch_size})"
+    else:
+        batches = worker.endless_batches(trainer, cfg["seed"])
+        one_step, what = (lambda: worker.run_steps(trainer, batches, steps=1)), "training step"
+    for _ in range(args.warmup):
+        one_step()
     for record in parts.values():
         record.clear()
     steps = []
     for _ in range(args.steps):
         t0 = time.perf_counter()
-        worker.run_steps(trainer, batches, steps=1)
+        one_step()
         steps.append(time.perf_counter() - t0)
 
-    print(f"{args.workload}: mean ms per training step over {args.steps} steps")
+    print(f"{args.workload}: mean ms per {what} over {args.steps} steps")
     print(f"  {'whole step':<40} {np.mean(steps) * 1e3:8.1f}   "
           f"(median {np.median(steps) * 1e3:.1f}, min {np.min(steps) * 1e3:.1f})")
     for label, record in parts.items():

@@ -87,41 +87,38 @@ class StepProduct:
         xp = get_xp(W)
         K, M = W.shape
         self.rows, self.M = rows, M
-        scaled = W if column_scale is None else W * column_scale
         if self.layout == "transposed":
-            self.WT = xp.ascontiguousarray(scaled.T)  # (M, K)
+            self.WT = xp.ascontiguousarray((W if column_scale is None else W * column_scale).T)  # (M, K)
             return
-        G = -(-M // GROUP_COLUMNS)
-        padded = np.zeros((K, G * GROUP_COLUMNS), dtype=W.dtype)
-        padded[:, :M] = scaled
-        self.groups = np.ascontiguousarray(padded.reshape(K, G, GROUP_COLUMNS).transpose(1, 0, 2))  # (G, K, 64)
-        self.out = np.empty((G, rows, GROUP_COLUMNS), dtype=W.dtype)
+        G, full = -(-M // GROUP_COLUMNS), M // GROUP_COLUMNS  # groups, and those without padding
+        self.groups = np.empty((G, K, GROUP_COLUMNS), dtype=W.dtype)  # (G, K, 64)
+        scale = np.ones(M, dtype=W.dtype) if column_scale is None else column_scale
+        whole = slice(0, full * GROUP_COLUMNS)
+        np.multiply(W[:, whole].reshape(K, full, GROUP_COLUMNS).transpose(1, 0, 2),
+                    scale[whole].reshape(full, 1, GROUP_COLUMNS), out=self.groups[:full])
+        if full < G:  # the last group: the remaining columns, then zeros
+            rest = M - full * GROUP_COLUMNS
+            np.multiply(W[:, whole.stop:], scale[whole.stop:], out=self.groups[full, :, :rest])
+            self.groups[full, :, rest:] = 0
+        # The products land in the rows' own layout: group g's (N, 64) is out_rows[:, 64g:64(g+1)],
+        # a matrix with a longer row stride, which BLAS writes directly.
+        self.out_rows = np.empty((rows, G * GROUP_COLUMNS), dtype=W.dtype)
+        self.out = self.out_rows.reshape(rows, G, GROUP_COLUMNS).transpose(1, 0, 2)  # (G, N, 64) view
         self.min_groups_per_thread = -(-MIN_WORK_PER_THREAD // (rows * K * GROUP_COLUMNS))
 
-    def _group_products(self, h):
-        """self.out[g] = h @ group g, the groups shared among the threads."""
+    def __call__(self, h):
+        """h @ W (scaled), (rows, M). In column groups: a view of a buffer the next call overwrites."""
+        if self.layout == "transposed":
+            return rows_times(h, self.WT)
         groups, out = self.groups, self.out
-        G = len(groups)
 
         def some_groups(first: int, stop: int) -> None:
             np.matmul(h, groups[first:stop], out=out[first:stop])
 
+        G = len(groups)
         for_row_blocks(some_groups, G, block_rows=max(1, G // 4), min_rows_per_thread=self.min_groups_per_thread)
-        return out
-
-    def __call__(self, h):
-        if self.layout == "transposed":
-            return rows_times(h, self.WT)
-        out = self._group_products(h)  # (G, N, 64)
-        return out.transpose(1, 0, 2).reshape(self.rows, -1)[:, : self.M]
+        return self.out_rows[:, : self.M]
 
     def add_to(self, a, h) -> None:
         """a += h @ W (scaled), a (rows, M) in place."""
-        if self.layout == "transposed":
-            a += rows_times(h, self.WT)
-            return
-        out = self._group_products(h)
-        full = self.M // GROUP_COLUMNS  # groups without padding
-        a[:, : full * GROUP_COLUMNS].reshape(self.rows, full, GROUP_COLUMNS)[...] += out[:full].transpose(1, 0, 2)
-        if full < len(out):
-            a[:, full * GROUP_COLUMNS:] += out[full, :, : self.M - full * GROUP_COLUMNS]
+        a += self(h)

@@ -205,3 +205,26 @@ def test_maxpool_ties_go_to_the_first_offset_in_row_major_order(pool, stride, sh
         expected[n, oh * stride + i, ow * stride + j, c] += dy[n, oh, ow, c]
         assert y[n, oh, ow, c] == window.max()
     assert np.array_equal(dx, expected)
+
+
+def plain_im2col(x, k: int, stride: int, padding: int):
+    """col[(n, oh, ow), (i, j, c)] = padded x[n, oh*S + i, ow*S + j, c], one window at a time."""
+    x = np.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    N, H, W, C = x.shape
+    OH, OW = (H - k) // stride + 1, (W - k) // stride + 1
+    rows = [x[n, oh * stride: oh * stride + k, ow * stride: ow * stride + k, :].reshape(-1)
+            for n in range(N) for oh in range(OH) for ow in range(OW)]
+    return np.array(rows), OH, OW
+
+
+@pytest.mark.parametrize("C", [1, 3], ids=["one-channel", "three-channels"])
+@pytest.mark.parametrize("k, stride, padding", [(3, 1, 0), (2, 3, 0), (3, 2, 1)])
+def test_im2col_equals_its_plain_definition(C, k, stride, padding):
+    """Both of im2col's ways (one channel: offset by offset) build the same matrix as the loop."""
+    from nnctl.layers.conv import im2col
+
+    x = normal((2, 7, 8, C))
+    col, OH, OW = im2col(x, k, k, stride, padding)
+    expected, EOH, EOW = plain_im2col(x, k, stride, padding)
+    assert (OH, OW) == (EOH, EOW)
+    assert np.array_equal(col, expected)

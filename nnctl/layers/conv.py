@@ -34,13 +34,22 @@ def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
 
 
 def im2col(x, kh: int, kw: int, stride: int, padding: int):
-    """(N, H, W, C) → col (N*OH*OW, KH*KW*C) and (OH, OW). One copy, made by the reshape."""
+    """(N, H, W, C) → col (N*OH*OW, KH*KW*C) and (OH, OW). One copy of x's numbers."""
     xp = get_xp(x)
     if padding:
         x = xp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     windows = xp.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))[:, ::stride, ::stride]
     # windows: (N, OH, OW, C, KH, KW), a view
-    N, OH, OW = windows.shape[:3]
+    N, OH, OW, C = windows.shape[:4]
+    if C == 1:
+        # One channel (grey images into the first layer): a row of col is KH runs of only KW
+        # numbers. col.T is offset-major, each of its rows one kernel offset's (N, OH, OW)
+        # slab of x, copied in runs of OW; make that, and hand back its transpose (a view).
+        col_T = xp.empty((kh * kw, N, OH, OW), dtype=x.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                col_T[i * kw + j] = windows[..., 0, i, j]
+        return col_T.reshape(kh * kw, -1).T, OH, OW
     col = windows.transpose(0, 1, 2, 4, 5, 3).reshape(N * OH * OW, -1)
     return col, OH, OW
 

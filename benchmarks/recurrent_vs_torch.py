@@ -32,7 +32,8 @@ import numpy as np  # noqa: E402
 
 from decoder_vs_torch import add_timing_options, best_in_turns, import_torch  # noqa: E402
 from nnctl.layers.recurrent import LSTM  # noqa: E402
-from nnctl.layers.step_product import StepProduct, blas_has_small_matrix_kernels  # noqa: E402
+from nnctl.layers.small_matrix import blas_has_small_matrix_kernels  # noqa: E402
+from nnctl.layers.step_product import StepProduct  # noqa: E402
 from nnctl.threads import use_threads  # noqa: E402
 
 

@@ -11,11 +11,11 @@ window in one of two layouts:
   column groups  W cut into G groups of 64 columns, a (G, K, 64) stack (the last group
                  padded with zero columns), and one np.matmul over the stack per step.
                  Each group is small enough (N * K * 64 <= 10^6 multiply-adds) for the
-                 small-matrix kernels that OpenBLAS has on some processors (SkylakeX
-                 and its successors), which read the operands where they lie instead of
-                 packing them. nnctl's threads share the groups (`for_row_blocks`); each
-                 group is one BLAS call whichever thread makes it, so the result is the
-                 same for any thread count.
+                 small-matrix kernels that OpenBLAS has on some processors
+                 (nnctl/layers/small_matrix.py), which read the operands where they lie
+                 instead of packing them. nnctl's threads share the groups
+                 (`for_row_blocks`); each group is one BLAS call whichever thread makes
+                 it, so the result is the same for any thread count.
 
 Column groups are used where the BLAS in use has those kernels and the product fits them,
 else the transposed layout (benchmarks/README.md, "The recurrent product in column
@@ -26,18 +26,13 @@ same bits on every run.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from nnctl.backend import get_xp
+from nnctl.layers.small_matrix import SMALL_MATRIX_LIMIT, blas_has_small_matrix_kernels
 from nnctl.threads import for_row_blocks
 
 GROUP_COLUMNS = 64
-# OpenBLAS's small-matrix path takes products of at most 100^3 multiply-adds
-# (kernel/x86_64/sgemm_small_kernel_permit_skylakex.c); the kernels that have it:
-SMALL_MATRIX_LIMIT = 100 ** 3
-SMALL_MATRIX_KERNELS = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
 # Below this many multiply-adds a step's product is over before a second thread starts.
 MIN_WORK_PER_THREAD = 4_000_000
 
@@ -51,16 +46,6 @@ def rows_times(v, matrix_T):
     to get v @ W.T.
     """
     return (matrix_T @ v.T).T
-
-
-@functools.cache
-def blas_has_small_matrix_kernels() -> bool:
-    """Whether NumPy's BLAS is an OpenBLAS running kernels with the small-matrix path."""
-    from threadpoolctl import threadpool_info
-
-    return any(pool.get("internal_api") == "openblas"
-               and str(pool.get("architecture", "")).lower() in SMALL_MATRIX_KERNELS
-               for pool in threadpool_info() if pool.get("user_api") == "blas")
 
 
 def choose_layout(rows: int, W) -> str:

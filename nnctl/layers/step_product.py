@@ -18,10 +18,9 @@ window in one of two layouts:
                  it, so the result is the same for any thread count.
 
 Column groups are used where the BLAS in use has those kernels and the product fits them,
-else the transposed layout (benchmarks/README.md, "The recurrent product in column
-groups"). The two round differently, by a few 1e-7 of the result; the choice depends only
-on the shapes and the BLAS library's kernels, never on a timing, so one machine gives the
-same bits on every run.
+else the transposed layout (benchmarks/README.md, "Small-matrix kernels"). The two round
+differently, by a few 1e-7 of the result; the choice depends only on the shapes and the
+BLAS library's kernels, never on a timing, so one machine gives the same bits on every run.
 """
 
 from __future__ import annotations
@@ -33,7 +32,8 @@ from nnctl.layers.small_matrix import SMALL_MATRIX_LIMIT, blas_has_small_matrix_
 from nnctl.threads import for_row_blocks
 
 GROUP_COLUMNS = 64
-# Below this many multiply-adds a step's product is over before a second thread starts.
+# Each thread takes at least this many multiply-adds of a step's product: a smaller share
+# is over before a second thread has started on it.
 MIN_WORK_PER_THREAD = 4_000_000
 
 

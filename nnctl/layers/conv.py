@@ -27,7 +27,7 @@ from nnctl.backend import get_xp
 
 from nnctl.layers.base import Layer, Param
 from nnctl.layers.init import check_init, initial_weights
-from nnctl.layers.small_matrix import piece_rows_for_small_kernels, rows_times_matrix, transposed_times
+from nnctl.layers.small_matrix import transposed_piece_rows, transposed_times
 
 
 def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -101,10 +101,7 @@ class Conv2d(Layer):
         k, F = self.kernel_size, self.W.shape[-1]
         self.x_shape = x.shape
         self.col, OH, OW = im2col(x, k, k, self.stride, self.padding)  # (N*OH*OW, K*K*C)
-        W2d = self.W.data.reshape(-1, F)
-        # A few input channels and filters: col's rows in pieces for the small-matrix kernels
-        self.piece_rows = piece_rows_for_small_kernels(self.col, W2d.shape[0], F)
-        y = rows_times_matrix(self.col, W2d, self.piece_rows) if self.piece_rows else self.col @ W2d
+        y = self.col @ self.W.data.reshape(-1, F)
         if self.b is not None:
             y += self.b.data
         return y.reshape(x.shape[0], OH, OW, F)
@@ -112,7 +109,9 @@ class Conv2d(Layer):
     def backward(self, dy):
         k, F = self.kernel_size, self.W.shape[-1]
         dy2d = dy.reshape(-1, F)  # (N*OH*OW, F)
-        dW = transposed_times(self.col, dy2d, self.piece_rows) if self.piece_rows else self.col.T @ dy2d
+        # dW is a small (K*K*C, F) sum over N*OH*OW rows: in pieces for the small-matrix kernels
+        piece_rows = transposed_piece_rows(self.col, self.col.shape[1], F)
+        dW = transposed_times(self.col, dy2d, piece_rows) if piece_rows else self.col.T @ dy2d
         self.W.grad += dW.reshape(self.W.shape)
         if self.b is not None:
             # db = sum of dy's N*OH*OW rows, as a product with ones: BLAS sums many short rows

@@ -1,14 +1,15 @@
-"""OpenBLAS's small-matrix kernels, and products cut into pieces that fit them.
+"""OpenBLAS's small-matrix kernels, and a product cut into pieces that fit them.
 
 OpenBLAS's general product copies ("packs") both operands into its own layout before
 multiplying. On some processors (its SkylakeX, Cooperlake and Sapphire Rapids kernels) it
-also has small-matrix kernels, used for products of at most 100^3 multiply-adds, which
-read the operands where they lie (kernel/x86_64/sgemm_small_kernel_permit_skylakex.c).
-Where a product is long in one dimension and small in the others (the convolution's
-(N*OH*OW, K) @ (K, F) and its weight gradient, a recurrent step's few rows of state), the
-copy costs as much as the arithmetic, and cutting the product into pieces that fit those
-kernels, one np.matmul over a stack of them, is faster (benchmarks/README.md, "Small-matrix
-kernels"). Without those kernels the pieces gain nothing, so the callers ask
+also has small-matrix kernels, which read the operands where they lie, for products of at
+most 100^3 multiply-adds; for a.T @ b only where the result has at most 1,200 numbers
+(kernel/x86_64/sgemm_small_kernel_permit_skylakex.c). Where a product is long in one
+dimension and small in the others, the copy costs as much as the arithmetic, and pieces
+that fit those kernels, one np.matmul over a stack of them, are faster: a recurrent step's
+few rows of state (nnctl/layers/step_product.py) and a convolution's weight gradient, the
+(K, 57,600) @ (57,600, F) product of the CNN's first layer (benchmarks/README.md,
+"Small-matrix kernels"). Without those kernels the pieces gain nothing, so the callers ask
 `blas_has_small_matrix_kernels()` first; the answer depends on the BLAS library loaded, not
 on a timing, so a machine computes the same bits on every run.
 """
@@ -22,6 +23,7 @@ import numpy as np
 from nnctl.backend import get_xp
 
 SMALL_MATRIX_LIMIT = 100 ** 3  # multiply-adds
+SMALL_TRANSPOSED_RESULT_LIMIT = 1200  # numbers in the result of a.T @ b
 SMALL_MATRIX_KERNELS = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
 
 
@@ -35,15 +37,15 @@ def blas_has_small_matrix_kernels() -> bool:
                for pool in threadpool_info() if pool.get("user_api") == "blas")
 
 
-def piece_rows_for_small_kernels(a, inner: int, outer: int) -> int:
-    """Rows of a per piece for the products below to run on the small-matrix kernels, else 0.
+def transposed_piece_rows(a, K: int, F: int) -> int:
+    """Rows per piece for a.T @ b, a (M, K) and b (M, F), on the small-matrix kernels; else 0.
 
-    A piece of r rows multiplies (r, inner) by (inner, outer): r * inner * outer multiply-adds.
-    0 where the BLAS lacks the kernels, for CuPy arrays, or where not even one row fits.
+    A piece of r rows makes r * K * F multiply-adds. 0 where the BLAS lacks the kernels, for
+    CuPy arrays, or where the (K, F) result is too large for them.
     """
-    if get_xp(a) is not np or not blas_has_small_matrix_kernels():
+    if get_xp(a) is not np or K * F > SMALL_TRANSPOSED_RESULT_LIMIT or not blas_has_small_matrix_kernels():
         return 0
-    return SMALL_MATRIX_LIMIT // (inner * outer)
+    return SMALL_MATRIX_LIMIT // (K * F)
 
 
 def _pieces(num_rows: int, piece_rows: int) -> list[tuple[slice, int]]:
@@ -51,15 +53,6 @@ def _pieces(num_rows: int, piece_rows: int) -> list[tuple[slice, int]]:
     whole = num_rows // piece_rows * piece_rows
     pieces = [(slice(0, whole), whole // piece_rows)] if whole else []
     return pieces + ([(slice(whole, num_rows), 1)] if whole < num_rows else [])
-
-
-def rows_times_matrix(a, b, piece_rows: int):
-    """a (M, K) @ b (K, F) as one np.matmul over pieces of `piece_rows` rows of a."""
-    M, K = a.shape
-    out = np.empty((M, b.shape[1]), dtype=np.result_type(a, b))
-    for rows, count in _pieces(M, piece_rows):
-        np.matmul(a[rows].reshape(count, -1, K), b, out=out[rows].reshape(count, -1, b.shape[1]))
-    return out
 
 
 def transposed_times(a, b, piece_rows: int):

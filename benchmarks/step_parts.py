@@ -3,16 +3,18 @@
 
     python3 benchmarks/step_parts.py lm_book --data-dir ~/data --steps 50
     python3 benchmarks/step_parts.py cnn --data-dir ~/data
+    python3 benchmarks/step_parts.py lm_medium --data-dir ~/data --eval
 
 Builds the workload as benchmarks/worker.py does (so `nnctl` is imported before NumPy and
-OpenBLAS gets nnctl's thread timeout), runs Trainer.step on real batches, and times each
-layer's forward and backward, the LM decoder's elementwise pass over the logits (the
-`for_row_blocks` call), clipping, the optimizer and zero_grad by wrapping them. For the
-CNN the layers are its Sequential's, named by class and position. Prints the
-mean milliseconds per step of each part and of the whole step (and the whole step's
-median and minimum: the machine is noisy); parts nest (the pass is inside the decoder's
-forward). A sampling profile (run.py) says which lines are hot; this
-says how long each piece takes, to compare one change against another on the same day.
+OpenBLAS gets nnctl's thread timeout), runs Trainer.step on real batches (with --eval,
+evaluation windows in eval mode instead), and times each layer's forward and backward,
+the LM decoder's elementwise pass over the logits (the `for_row_blocks` call), clipping,
+the optimizer and zero_grad by wrapping them. For the CNN the layers are its Sequential's,
+named by class and position. Prints the mean milliseconds per step of each part and of the
+whole step (and the whole step's median and minimum: the machine is noisy); parts nest
+(the pass is inside the decoder's forward). A sampling profile (run.py) says which lines
+are hot; this says how long each piece takes, to compare one change against another on
+the same day.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def main(argv=None) -> int:
     nnctl.trainer.clip_grad_norm = timed(parts["clip"], nnctl.trainer.clip_grad_norm)
 
     if args.eval:
-        split = "valid"
+        split = "valid" if "valid" in exp.data.splits else "test"  # as worker.py
         evaluation = worker.EvalStream(exp, split, exp.train.eval_batch_size or exp.data.batch_size)
         model.eval()
         one_step, what = evaluation.step, f"evaluation window ({split}, batch {evaluation.batch_size})"

@@ -63,6 +63,14 @@ def add_timing_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seconds", type=float, default=0.5, help="timing per contender per round")
 
 
+def each_thread_count(counts, torch):
+    """Yield each count after setting it for nnctl (BLAS and its own pool) and for PyTorch."""
+    for threads in counts:
+        use_threads(threads)
+        torch.set_num_threads(threads)
+        yield threads
+
+
 def import_torch():
     """PyTorch, or None after saying where to find it."""
     try:
@@ -109,9 +117,7 @@ def main(argv=None) -> int:
           f"numpy {np.__version__}, torch {torch.__version__}")
     print(f"{'threads':>7} {'H':>5} | {'numpy':>7} {'torch':>7} {'ratio':>6} | {'nnctl':>7} {'torch':>7} {'ratio':>6}"
           f" | pass: {'nnctl':>6} {'torch':>6}")
-    for threads in args.threads:
-        use_threads(threads)
-        torch.set_num_threads(threads)
+    for threads in each_thread_count(args.threads, torch):
         for H in args.hidden:
             fns = contenders(args.tokens, H, args.vocab, torch)
             n_prod, t_prod, n_dec, t_dec = best_in_turns(fns, args.rounds, args.seconds)

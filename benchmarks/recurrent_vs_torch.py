@@ -30,11 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nnctl  # noqa: E402, F401  (before NumPy: OpenBLAS's thread timeout, as the nnctl command)
 import numpy as np  # noqa: E402
 
-from decoder_vs_torch import add_timing_options, best_in_turns, import_torch  # noqa: E402
+from decoder_vs_torch import add_timing_options, best_in_turns, each_thread_count, import_torch  # noqa: E402
 from nnctl.layers.recurrent import LSTM  # noqa: E402
 from nnctl.layers.small_matrix import blas_has_small_matrix_kernels  # noqa: E402
 from nnctl.layers.step_product import StepProduct  # noqa: E402
-from nnctl.threads import use_threads  # noqa: E402
 
 
 def torch_gate_order(a, H: int):
@@ -84,9 +83,7 @@ def main(argv=None) -> int:
           f"{blas_has_small_matrix_kernels()} (nnctl's step product in column groups where it fits)")
     print(f"{'threads':>7} {'N':>3} {'H':>5} | layer: {'nnctl':>7} {'torch':>7} {'ratio':>6} | "
           f"step: {'nnctl':>6} {'torch':>6} {'ratio':>6}")
-    for threads in args.threads:
-        use_threads(threads)
-        torch.set_num_threads(threads)
+    for threads in each_thread_count(args.threads, torch):
         for N in args.rows:
             for H in args.hidden:
                 fns = contenders(N, args.steps, H, torch)

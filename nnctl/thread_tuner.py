@@ -22,10 +22,10 @@ seconds to a ThreadTuner, which sets both of nnctl's pools (`threads.use_threads
   kept count measured.
 
 The first `start_after` steps (allocation, warm caches) are never timed. Steps of under
-`min_step_seconds` (5 ms) are not tuned: their products are too small for OpenBLAS to
-thread. Longer ones are tuned, however short: a trial's seconds, not its count of steps,
-average the noise away, and the CNN's steps of 11-18 ms are ones where one thread beats two
-when the other core is busy (benchmarks/README.md, "A busy machine").
+`min_step_seconds` are not tuned: their products are too small for OpenBLAS to thread.
+Longer ones are tuned, however short: a trial's seconds, not its count of steps, average
+the noise away, and the CNN's short steps are ones where one thread beats two when the
+other core is busy (benchmarks/README.md, "A busy machine").
 
 An explicit count wins and there is nothing to tune (`for_training`): `NNCTL_NUM_THREADS`
 (nnctl's pool, and BLAS too unless one of the next two is set), `OPENBLAS_NUM_THREADS` or

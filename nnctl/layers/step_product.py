@@ -90,6 +90,9 @@ class StepProduct:
         self.out_rows = np.empty((rows, G * GROUP_COLUMNS), dtype=W.dtype)
         self.out = self.out_rows.reshape(rows, G, GROUP_COLUMNS).transpose(1, 0, 2)  # (G, N, 64) view
         self.min_groups_per_thread = -(-MIN_WORK_PER_THREAD // (rows * K * GROUP_COLUMNS))
+        # Where no second thread would take a share, all groups go in one np.matmul call
+        splits = G >= 2 * self.min_groups_per_thread
+        self.groups_per_block = max(1, G // 4) if splits else G
 
     def __call__(self, h):
         """h @ W (scaled), (rows, M). In column groups: a view of a buffer the next call overwrites."""
@@ -100,8 +103,8 @@ class StepProduct:
         def some_groups(first: int, stop: int) -> None:
             np.matmul(h, groups[first:stop], out=out[first:stop])
 
-        G = len(groups)
-        for_row_blocks(some_groups, G, block_rows=max(1, G // 4), min_rows_per_thread=self.min_groups_per_thread)
+        for_row_blocks(some_groups, len(groups), block_rows=self.groups_per_block,
+                       min_rows_per_thread=self.min_groups_per_thread)
         return self.out_rows[:, : self.M]
 
     def add_to(self, a, h) -> None:

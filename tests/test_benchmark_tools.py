@@ -286,3 +286,17 @@ def test_machine_check_says_whether_openblas_coretype_chose_the_kernels(capsys, 
     first = capsys.readouterr().out.splitlines()[0]
     expected = "(chosen by the library for this CPU)" if coretype is None else "(OPENBLAS_CORETYPE=Haswell is set)"
     assert first.startswith("BLAS kernels:") and first.endswith(expected)
+
+
+def test_small_products_times_each_form_of_each_product(capsys):
+    import small_products
+
+    for fns in (small_products.step_contenders(3, 5), small_products.gradient_contenders(40, 3, 4)):
+        results = [fn() for fn in fns.values()]
+        for other in results[1:]:
+            np.testing.assert_allclose(other, results[0], rtol=1e-5, atol=1e-5)
+    args = ["--steps", "3x5", "--gradients", "40x3x4", "--threads", "1", "--rounds", "1", "--seconds", "0.01"]
+    assert small_products.main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any("step" in line and "groups" in line for line in lines)
+    assert any("gradient" in line and "pieces" in line for line in lines)

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from nnctl.layers import step_product
+from nnctl.layers.gru import GRU
 from nnctl.layers.recurrent import LSTM
 from nnctl.layers.reference import reference_of
+from nnctl.layers.rnn import RNN
 from nnctl.layers.step_product import StepProduct, choose_layout
 from nnctl.threads import use_threads
 
@@ -79,3 +81,17 @@ def test_lstm_equals_its_reference_in_either_layout(monkeypatch, small_kernels):
     np.testing.assert_allclose(y_fast, y_plain, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(h_fast, h_plain, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(c_fast, c_plain, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("small_kernels", [True, False], ids=["groups", "transposed"])
+@pytest.mark.parametrize("cell", [GRU, RNN], ids=["gru", "rnn"])
+def test_other_cells_equal_their_references_in_either_layout(monkeypatch, small_kernels, cell):
+    """The GRU's 3H = 210 and the RNN's H = 70 columns: both end in a padded group."""
+    monkeypatch.setattr(step_product, "blas_has_small_matrix_kernels", lambda: small_kernels)
+    fast = cell(3, 70, rng=np.random.default_rng(12), dtype=np.float64)
+    plain = reference_of(copy.deepcopy(fast))
+    x, h0 = normal((2, 4, 3), 13), normal((2, 70), 14)
+    y_fast, h_fast = fast.forward(x, h0)
+    y_plain, h_plain = plain.forward(x, h0)
+    np.testing.assert_allclose(y_fast, y_plain, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(h_fast, h_plain, rtol=1e-12, atol=1e-14)

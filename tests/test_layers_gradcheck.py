@@ -217,14 +217,18 @@ def plain_im2col(x, k: int, stride: int, padding: int):
     return np.array(rows), OH, OW
 
 
+@pytest.mark.parametrize("ones_column", [False, True], ids=["no-bias", "bias-column"])
 @pytest.mark.parametrize("C", [1, 3], ids=["one-channel", "three-channels"])
 @pytest.mark.parametrize("k, stride, padding", [(3, 1, 0), (2, 3, 0), (3, 2, 1)])
-def test_im2col_equals_its_plain_definition(C, k, stride, padding):
-    """Both of im2col's ways (one channel: offset by offset) build the same matrix as the loop."""
+def test_im2col_equals_its_plain_definition(C, k, stride, padding, ones_column):
+    """Both of im2col's ways (one channel: offset by offset) build the same matrix as the
+    loop, with the bias's column of ones last where asked for."""
     from nnctl.layers.conv import im2col
 
     x = normal((2, 7, 8, C))
-    col, OH, OW = im2col(x, k, k, stride, padding)
+    col, OH, OW = im2col(x, k, k, stride, padding, ones_column=ones_column)
     expected, EOH, EOW = plain_im2col(x, k, stride, padding)
+    if ones_column:
+        expected = np.hstack([expected, np.ones((len(expected), 1))])
     assert (OH, OW) == (EOH, EOW)
     assert np.array_equal(col, expected)

@@ -39,7 +39,7 @@ def test_conv_weight_gradient_in_pieces_equals_one_product(monkeypatch):
     calls = []
     monkeypatch.setattr(conv_module, "transposed_times",
                         lambda *args: calls.append(args[2]) or small_matrix.transposed_times(*args))
-    monkeypatch.setattr(small_matrix, "SMALL_MATRIX_LIMIT", 10 * 9 * 4)  # pieces of 10 rows
+    monkeypatch.setattr(small_matrix, "SMALL_MATRIX_LIMIT", 10 * 10 * 4)  # pieces of 10 rows of 9 + 1 (bias)
     results = []
     for small_kernels in (True, False):
         monkeypatch.setattr(small_matrix, "blas_has_small_matrix_kernels", lambda: small_kernels)

@@ -13,6 +13,14 @@ im2col turns the convolution into ONE matrix product:
       --[::S, ::S], transpose--> (N, OH, OW, KH, KW, C) --reshape--> col (N*OH*OW, KH*KW*C)
     y = col @ W.reshape(KH*KW*C, F) + b  →  (N, OH, OW, F)
 
+With a bias, col gets a last column of ones and the weights b as a last row,
+
+    y = [col 1] @ [W; b],   and backward   d[W; b] = [col 1].T @ dy
+
+so the bias is added inside the product, and its gradient (the sum of dy's rows) comes
+out of the weight gradient's product, instead of two more passes over the (N*OH*OW, F)
+output (benchmarks/README.md).
+
     OH = (H + 2P - KH) // S + 1   (likewise OW)
 
 col2im (the backward of im2col) adds each kernel offset's slab of dcol back into the
@@ -34,25 +42,35 @@ def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def im2col(x, kh: int, kw: int, stride: int, padding: int):
-    """(N, H, W, C) → col (N*OH*OW, KH*KW*C) and (OH, OW). One copy of x's numbers."""
+def im2col(x, kh: int, kw: int, stride: int, padding: int, *, ones_column: bool = False):
+    """(N, H, W, C) → col (N*OH*OW, KH*KW*C) and (OH, OW). One copy of x's numbers.
+
+    `ones_column`: col gets one more column, all ones, after the KH*KW*C (for the bias).
+    """
     xp = get_xp(x)
     if padding:
         x = xp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     windows = xp.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))[:, ::stride, ::stride]
     # windows: (N, OH, OW, C, KH, KW), a view
     N, OH, OW, C = windows.shape[:4]
+    K = kh * kw * C
     if C == 1:
         # One channel (grey images into the first layer): a row of col is KH runs of only KW
         # numbers. col.T is offset-major, each of its rows one kernel offset's (N, OH, OW)
         # slab of x, copied in runs of OW; make that, and hand back its transpose (a view).
-        col_T = xp.empty((kh * kw, N, OH, OW), dtype=x.dtype)
+        col_T = xp.empty((K + ones_column, N, OH, OW), dtype=x.dtype)
         for i in range(kh):
             for j in range(kw):
                 col_T[i * kw + j] = windows[..., 0, i, j]
-        return col_T.reshape(kh * kw, -1).T, OH, OW
-    col = windows.transpose(0, 1, 2, 4, 5, 3).reshape(N * OH * OW, -1)
-    return col, OH, OW
+        if ones_column:
+            col_T[K] = 1
+        return col_T.reshape(K + ones_column, -1).T, OH, OW
+    if not ones_column:
+        return windows.transpose(0, 1, 2, 4, 5, 3).reshape(N * OH * OW, K), OH, OW
+    col = xp.empty((N, OH, OW, K + 1), dtype=x.dtype)
+    col[..., :K].reshape(N, OH, OW, kh, kw, C)[...] = windows.transpose(0, 1, 2, 4, 5, 3)
+    col[..., K] = 1
+    return col.reshape(N * OH * OW, K + 1), OH, OW
 
 
 def col2im(dcol, x_shape, kh: int, kw: int, stride: int, padding: int):
@@ -97,26 +115,29 @@ class Conv2d(Layer):
         self.kernel_size, self.stride, self.padding = k, stride, padding
         self.needs_input_grad = needs_input_grad
 
+    def _weight_matrix(self):
+        """W as (K*K*C, F), with b as one more row when there is a bias."""
+        W = self.W.data.reshape(-1, self.W.shape[-1])
+        return W if self.b is None else get_xp(W).concatenate([W, self.b.data[None]])
+
     def forward(self, x):
         k, F = self.kernel_size, self.W.shape[-1]
         self.x_shape = x.shape
-        self.col, OH, OW = im2col(x, k, k, self.stride, self.padding)  # (N*OH*OW, K*K*C)
-        y = self.col @ self.W.data.reshape(-1, F)
-        if self.b is not None:
-            y += self.b.data
+        # (N*OH*OW, K*K*C), and a column of ones when there is a bias
+        self.col, OH, OW = im2col(x, k, k, self.stride, self.padding, ones_column=self.b is not None)
+        y = self.col @ self._weight_matrix()
         return y.reshape(x.shape[0], OH, OW, F)
 
     def backward(self, dy):
         k, F = self.kernel_size, self.W.shape[-1]
         dy2d = dy.reshape(-1, F)  # (N*OH*OW, F)
-        # dW is a small (K*K*C, F) sum over N*OH*OW rows: in pieces for the small-matrix kernels
+        # d[W; b] is a small (K*K*C (+1), F) sum over N*OH*OW rows: in pieces for the small-matrix kernels
         piece_rows = transposed_piece_rows(self.col, self.col.shape[1], F)
-        dW = transposed_times(self.col, dy2d, piece_rows) if piece_rows else self.col.T @ dy2d
-        self.W.grad += dW.reshape(self.W.shape)
+        dWb = transposed_times(self.col, dy2d, piece_rows) if piece_rows else self.col.T @ dy2d
+        K = self.W.data.size // F  # K*K*C; row K of dWb is db
+        self.W.grad += dWb[:K].reshape(self.W.shape)
         if self.b is not None:
-            # db = sum of dy's N*OH*OW rows, as a product with ones: BLAS sums many short rows
-            # much faster than NumPy's reduction along the long axis (benchmarks/README.md)
-            self.b.grad += get_xp(dy2d).ones(dy2d.shape[0], dtype=dy2d.dtype) @ dy2d
+            self.b.grad += dWb[K]
         if not self.needs_input_grad:
             return None
         # dcol for each kernel offset: (K*K, N*OH*OW, F) @ (K*K, F, C) → (K*K, N*OH*OW, C)

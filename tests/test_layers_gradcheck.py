@@ -198,13 +198,38 @@ def test_maxpool_ties_go_to_the_first_offset_in_row_major_order(pool, stride, sh
     y = layer.forward(x)
     dy = rng.standard_normal(y.shape)
     dx = layer.backward(dy)
-    expected = np.zeros_like(x)
+    expected_y, expected_dx = plain_maxpool(x, dy, pool, stride)
+    assert np.array_equal(y, expected_y)
+    assert np.array_equal(dx, expected_dx)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_maxpool_in_blocks_of_images_equals_the_reference_loop(monkeypatch, threads):
+    """2x2 pooling runs on blocks of images, on the threads: with one image a block, on one
+    thread or two, the output, the tie-breaking and the gradient are the reference loop's."""
+    monkeypatch.setenv("NNCTL_NUM_THREADS", str(threads))
+    monkeypatch.setattr(MaxPool2d, "BLOCK_BYTES", 1)  # one image per block
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 3, (9, 6, 8, 3)).astype(np.float32)
+    layer = MaxPool2d(2)
+    y = layer.forward(x)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    expected_y, expected_dx = plain_maxpool(x, dy, 2, 2)
+    assert np.array_equal(y, expected_y)
+    assert np.array_equal(layer.backward(dy), expected_dx)
+
+
+def plain_maxpool(x, dy, pool: int, stride: int):
+    """y and dx one window at a time: each window's gradient to its first maximum (np.argmax)."""
+    N, H, W, C = x.shape
+    OH, OW = (H - pool) // stride + 1, (W - pool) // stride + 1
+    y, dx = np.empty((N, OH, OW, C), dtype=x.dtype), np.zeros_like(x)
     for n, oh, ow, c in np.ndindex(*y.shape):
         window = x[n, oh * stride:oh * stride + pool, ow * stride:ow * stride + pool, c]
         i, j = np.unravel_index(np.argmax(window), window.shape)  # argmax: the first maximum
-        expected[n, oh * stride + i, ow * stride + j, c] += dy[n, oh, ow, c]
-        assert y[n, oh, ow, c] == window.max()
-    assert np.array_equal(dx, expected)
+        dx[n, oh * stride + i, ow * stride + j, c] += dy[n, oh, ow, c]
+        y[n, oh, ow, c] = window.max()
+    return y, dx
 
 
 def plain_im2col(x, k: int, stride: int, padding: int):

@@ -36,6 +36,7 @@ from nnctl.backend import get_xp
 from nnctl.layers.base import Layer, Param
 from nnctl.layers.init import check_init, initial_weights
 from nnctl.layers.small_matrix import transposed_piece_rows, transposed_times
+from nnctl.threads import for_row_blocks
 
 
 def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -159,7 +160,12 @@ class MaxPool2d(Layer):
 
     2x2 / stride 2 takes the max in two rounds, left vs right then top vs bottom, and keeps
     the three comparisons (`>=`: the first wins ties), so backward is six array operations.
+    Those run on blocks of images (`threads.for_row_blocks`): the threads share the work,
+    and each block's six passes find it in cache. Each number is computed the same way in
+    any block, so the results do not depend on the thread count.
     """
+
+    BLOCK_BYTES = 1 << 20  # input per block of images: about a core's L2 cache
 
     def __init__(self, pool_size: int = 2, stride: int | None = None):
         stride = pool_size if stride is None else stride
@@ -172,6 +178,14 @@ class MaxPool2d(Layer):
         S = self.stride
         return a[:, i:i + S * (OH - 1) + 1:S, j:j + S * (OW - 1) + 1:S, :]
 
+    def _in_blocks(self, images, x) -> None:
+        """images(start, stop) over blocks of x's images, on the threads; CuPy: all at once."""
+        if get_xp(x) is not np:
+            images(0, len(x))
+            return
+        per_block = max(1, self.BLOCK_BYTES // (x[0].nbytes or 1))
+        for_row_blocks(images, len(x), block_rows=per_block, min_rows_per_thread=per_block)
+
     def forward(self, x):
         N, H, W, C = x.shape
         P, S = self.pool_size, self.stride
@@ -181,11 +195,19 @@ class MaxPool2d(Layer):
         self.x = x
         xp = get_xp(x)
         if P == S == 2:
-            x00, x01, x10, x11 = (self._view(x, i, j, OH, OW) for i in (0, 1) for j in (0, 1))
-            top, bottom = xp.maximum(x00, x01), xp.maximum(x10, x11)
-            self.left_top, self.left_bottom = x00 >= x01, x10 >= x11
-            self.from_top = top >= bottom
-            return xp.maximum(top, bottom, out=top)
+            y = xp.empty((N, OH, OW, C), dtype=x.dtype)
+            self.left_top, self.left_bottom, self.from_top = (xp.empty(y.shape, dtype=bool) for _ in range(3))
+
+            def images(start, stop):
+                x00, x01, x10, x11 = (self._view(x[start:stop], i, j, OH, OW) for i in (0, 1) for j in (0, 1))
+                top, bottom = xp.maximum(x00, x01, out=y[start:stop]), xp.maximum(x10, x11)
+                xp.greater_equal(x00, x01, out=self.left_top[start:stop])
+                xp.greater_equal(x10, x11, out=self.left_bottom[start:stop])
+                xp.greater_equal(top, bottom, out=self.from_top[start:stop])
+                xp.maximum(top, bottom, out=top)
+
+            self._in_blocks(images, x)
+            return y
         y = self._view(x, 0, 0, OH, OW).copy()
         for i in range(P):
             for j in range(P):
@@ -202,11 +224,15 @@ class MaxPool2d(Layer):
         xp = get_xp(x)
         dx = xp.empty_like(x) if tiles_exactly else xp.zeros_like(x)
         if P == S == 2:
-            dtop = dy * self.from_top
-            dbottom = dy - dtop
-            for i, d, left in ((0, dtop, self.left_top), (1, dbottom, self.left_bottom)):
-                dleft = xp.multiply(d, left, out=self._view(dx, i, 0, OH, OW))
-                xp.subtract(d, dleft, out=self._view(dx, i, 1, OH, OW))
+            def images(start, stop):
+                dy_, dx_ = dy[start:stop], dx[start:stop]
+                dtop = dy_ * self.from_top[start:stop]
+                dbottom = xp.subtract(dy_, dtop)
+                for i, d, left in ((0, dtop, self.left_top), (1, dbottom, self.left_bottom)):
+                    dleft = xp.multiply(d, left[start:stop], out=self._view(dx_, i, 0, OH, OW))
+                    xp.subtract(d, dleft, out=self._view(dx_, i, 1, OH, OW))
+
+            self._in_blocks(images, x)
             return dx
         y = self.y
         unclaimed = xp.ones(y.shape, dtype=bool)  # outputs whose gradient has not been routed yet

@@ -12,7 +12,10 @@ seconds to a ThreadTuner, which sets both of nnctl's pools (`threads.use_threads
   least `trial_steps` steps and `trial_seconds` of them, and its score is its seconds per
   item, all its steps together: the throughput. On a host whose second core comes and
   goes, the steps at two threads are now fast, now slow; the median of a few of them
-  decides by chance, and a trial of a few seconds sees what a minute of training gets;
+  decides by chance, and a trial of a few seconds sees what a minute of training gets.
+  A trial whose first `trial_steps` steps are already more than `give_up` times slower
+  than the best count scored so far ends there: it cannot win, and on a busy machine its
+  steps are the slow ones (every look would otherwise cost seconds of them);
 * keep the fastest, but only if it beats the count explored from by `margin`, and does
   so again when that count is timed a second time (A B A: a slow spell while A was timed
   first does not decide);
@@ -95,15 +98,16 @@ class ThreadTuner:
 
     def __init__(self, candidates: Sequence[int], *, current: int | None = None,
                  apply: Callable[[int], None] = use_threads, start_after: int = 3, trial_steps: int = 5,
-                 trial_seconds: float = 2.0, window: int = 9, drift: float = 0.3, margin: float = 0.05, recheck_seconds: float = 60.0,
-                 max_recheck_seconds: float = 300.0, min_step_seconds: float = 0.005):
+                 trial_seconds: float = 2.0, give_up: float = 1.5, window: int = 9, drift: float = 0.3,
+                 margin: float = 0.05, recheck_seconds: float = 60.0, max_recheck_seconds: float = 300.0,
+                 min_step_seconds: float = 0.005):
         if not candidates or min(candidates) < 1:
             raise ValueError(f"candidates must be positive counts, got {list(candidates)}")
         self.candidates = sorted(set(candidates), reverse=True)
         self.count = current if current is not None else self.candidates[0]
         self.apply = apply
         self.start_after, self.trial_steps, self.window = start_after, trial_steps, window
-        self.trial_seconds = trial_seconds
+        self.trial_seconds, self.give_up = trial_seconds, give_up
         self.drift, self.margin, self.min_step_seconds = drift, margin, min_step_seconds
         self.base_recheck, self.max_recheck = recheck_seconds, max_recheck_seconds
         self.recheck_seconds = recheck_seconds
@@ -173,9 +177,12 @@ class ThreadTuner:
             self._skip -= 1
             return
         self._trial.append(step)
-        if len(self._trial) < self.trial_steps or sum(s for s, _ in self._trial) < self.trial_seconds:
+        if len(self._trial) < self.trial_steps:
             return
         score = per_item(self._trial)
+        hopeless = bool(self.scores) and score > self.give_up * min(self.scores.values())
+        if sum(s for s, _ in self._trial) < self.trial_seconds and not hopeless:
+            return
         # confirming: the count we came from, timed again; its better time counts (A B A)
         self.scores[self.count] = min(score, self.scores[self.count]) if self._confirming else score
         self._next_candidate()

@@ -173,6 +173,21 @@ def test_a_trial_lasts_trial_seconds_as_well_as_trial_steps():
     assert used[8:14] == [1] * 6 and used[14] == 2 and t.count == 2 and switched == [1, 2]
 
 
+def test_a_trial_far_slower_than_the_best_ends_after_trial_steps():
+    t, switched = tuner(trial_seconds=2.0)
+    used = drive(t, {2: 0.20, 1: 0.05}.get, 100)  # one core busy: two threads 4x slower
+    # 5 timed at 2 (the first look); at 1: one skipped + 40 steps = 2 s; back at 2 to confirm:
+    # one skipped + 5 steps of 0.2 s, 3x the best score, so 1 s instead of 2
+    assert used[:8] == [2] * 8 and used[8:49] == [1] * 41 and used[49:55] == [2] * 6
+    assert set(used[55:]) == {1} and switched == [1, 2, 1]
+
+
+def test_a_trial_slower_within_give_up_lasts_trial_seconds():
+    t, switched = tuner(trial_seconds=2.0, give_up=1.5)
+    used = drive(t, {2: 0.10, 1: 0.14}.get, 40)  # 1.4x slower: it might still be a slow spell
+    assert used[8:24] == [1] * 16 and used[24] == 2 and t.count == 2  # one skipped + 15 steps = 2.1 s
+
+
 def test_steps_that_are_now_fast_now_slow_are_scored_by_their_throughput():
     # two threads on a host whose second core comes and goes: most steps slow, some very fast.
     # Their median (0.20 s) is slower than one thread's 0.15 s, their throughput (0.132 s a step) faster.

@@ -20,6 +20,7 @@ the same day.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from collections import defaultdict
@@ -85,18 +86,21 @@ def main(argv=None) -> int:
         evaluation = worker.EvalStream(exp, split, exp.train.eval_batch_size or exp.data.batch_size)
         model.eval()
         one_step, what = evaluation.step, f"evaluation window ({split}, batch {evaluation.batch_size})"
+        scope = model.weights_fixed()  # as Trainer.evaluate (nnctl.metrics.score)
     else:
         batches = worker.endless_batches(trainer, cfg["seed"])
         one_step, what = (lambda: worker.run_steps(trainer, batches, steps=1)), "training step"
-    for _ in range(args.warmup):
-        one_step()
-    for record in parts.values():
-        record.clear()
+        scope = contextlib.nullcontext()
     steps = []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        one_step()
-        steps.append(time.perf_counter() - t0)
+    with scope:
+        for _ in range(args.warmup):
+            one_step()
+        for record in parts.values():
+            record.clear()
+        for _ in range(args.steps):
+            t0 = time.perf_counter()
+            one_step()
+            steps.append(time.perf_counter() - t0)
 
     print(f"{args.workload}: mean ms per {what} over {args.steps} steps")
     print(f"  {'whole step':<40} {np.mean(steps) * 1e3:8.1f}   "

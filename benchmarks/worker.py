@@ -139,10 +139,11 @@ class EvalStream:
         model = self.exp.model
         model.eval()
         try:
-            for _ in range(self.warmup):
-                self.step()
-            self.warmup = 0
-            return turns.timed_loop(self.step, seconds)
+            with model.weights_fixed():  # as nnctl.metrics.score: derived weight layouts kept
+                for _ in range(self.warmup):
+                    self.step()
+                self.warmup = 0
+                return turns.timed_loop(self.step, seconds)
         finally:
             model.train()
 

@@ -108,11 +108,12 @@ def generate(model, vocab: Vocab, prompt: str = "", *, length: int = 50, tempera
     rng = np.random.default_rng(seed)
     model.eval()
     batch = np.repeat(ids[None, :], num_samples, axis=0)  # (S, P): every sample reads the prompt
-    logits, state = model.logits(batch, None)
     new = np.empty((num_samples, length), dtype=np.int64)
-    for t in range(length):
-        new[:, t] = next_words(logits[:, -1], rng, temperature, top_k, top_p)
-        logits, state = model.logits(new[:, t: t + 1], state)
+    with model.weights_fixed():  # one word a forward: what the layers derive from the weights, kept
+        logits, state = model.logits(batch, None)
+        for t in range(length):
+            new[:, t] = next_words(logits[:, -1], rng, temperature, top_k, top_p)
+            logits, state = model.logits(new[:, t: t + 1], state)
     prompt_words = vocab.decode(ids) if prompt.split() else []
     return Samples(prompt_words, [vocab.decode(row) for row in new], unknown)
 

@@ -120,16 +120,20 @@ def meaning(key: str, model=None) -> str:
 
 
 def score(model, batches, on_batch=None) -> Totals:
-    """Sum a model's LossOutput over batches in eval mode (state carried along), then back to train mode."""
+    """Sum a model's LossOutput over batches in eval mode (state carried along), then back to train mode.
+
+    No weight changes meanwhile, so the layers may keep what they derive from them (Layer.weights_fixed).
+    """
     totals, state = Totals(), None
     model.eval()
     try:
-        for batch in batches:
-            if batch_length(batch) > 0:  # under MPI an eval batch can leave a rank nothing
-                out, state = model.loss(batch, state)
-                totals.add(out)
-            if on_batch is not None:
-                on_batch()
+        with model.weights_fixed():
+            for batch in batches:
+                if batch_length(batch) > 0:  # under MPI an eval batch can leave a rank nothing
+                    out, state = model.loss(batch, state)
+                    totals.add(out)
+                if on_batch is not None:
+                    on_batch()
     finally:
         model.train()
     return totals

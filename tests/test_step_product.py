@@ -95,3 +95,61 @@ def test_other_cells_equal_their_references_in_either_layout(monkeypatch, small_
     y_plain, h_plain = plain.forward(x, h0)
     np.testing.assert_allclose(y_fast, y_plain, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(h_fast, h_plain, rtol=1e-12, atol=1e-14)
+
+
+def first_output(layer, x, state):
+    out = layer.forward(x, state)
+    return out[0]
+
+
+@pytest.mark.parametrize("cell", [LSTM, GRU, RNN], ids=["lstm", "gru", "rnn"])
+def test_weights_fixed_makes_the_step_product_once_and_drops_it_after(monkeypatch, cell):
+    """Inside weights_fixed, every window of the same rows reuses one StepProduct, with the
+    same result as a fresh one; after the block a changed Wh is seen."""
+    made = []
+    real = step_product.StepProduct
+    monkeypatch.setattr(step_product, "StepProduct", lambda *a, **k: made.append(1) or real(*a, **k))
+    layer = cell(3, 70, rng=np.random.default_rng(15), dtype=np.float64)
+    x = normal((2, 4, 3), 16)
+    fresh = first_output(layer, x, None)
+    with layer.weights_fixed():
+        kept = [first_output(layer, x, None) for _ in range(3)]
+        first_output(layer, normal((5, 4, 3), 17), None)  # other rows: a StepProduct of their own
+    assert len(made) == 1 + 2
+    for y in kept:
+        assert np.array_equal(y, fresh)
+    layer.Wh.data *= 0.5  # as an optimizer step would
+    expected = first_output(copy.deepcopy(layer), x, None)
+    with layer.weights_fixed():
+        assert np.array_equal(first_output(layer, x, None), expected)
+    assert not np.array_equal(expected, fresh)
+
+
+def test_weight_drop_is_never_kept():
+    """With a weight-drop mask, Wh * M is new every window: the copy must follow it."""
+    layer = LSTM(3, 70, rng=np.random.default_rng(18), dtype=np.float64)
+    x = normal((2, 4, 3), 19)
+    masks = [np.random.default_rng(seed).random(layer.Wh.shape) < 0.5 for seed in (20, 21)]
+    with layer.weights_fixed():
+        inside = [layer.forward(x, None, wh_scale=m.astype(np.float64))[0] for m in masks]
+    outside = [layer.forward(x, None, wh_scale=m.astype(np.float64))[0] for m in masks]
+    for a, b in zip(inside, outside):
+        assert np.array_equal(a, b)
+
+
+def test_weights_fixed_blocks_nest(monkeypatch):
+    """An inner block keeps its own copies, and the outer block's are back after it."""
+    made = []
+    real = step_product.StepProduct
+    monkeypatch.setattr(step_product, "StepProduct", lambda *a, **k: made.append(1) or real(*a, **k))
+    layer = RNN(3, 8, rng=np.random.default_rng(22), dtype=np.float64)
+    x = normal((2, 4, 3), 23)
+    with layer.weights_fixed():
+        layer.forward(x, None)
+        with layer.weights_fixed():
+            layer.forward(x, None)
+            layer.forward(x, None)
+        layer.forward(x, None)
+    assert len(made) == 2
+    layer.forward(x, None)
+    assert len(made) == 3

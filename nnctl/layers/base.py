@@ -9,12 +9,15 @@
   dotted name ("layers.0.W") that keys checkpoints, optimizer state and error messages.
   A parameter reachable twice (tied weights) is listed once, under its first name.
 * `.training` is set by `train()` / `eval()`; dropout and batch norm read it.
+* Inside `with model.weights_fixed():` (evaluation, sampling) no weight changes, so a
+  layer may keep what it derives from its weights from one forward to the next (`kept`).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -71,6 +74,7 @@ class Layer:
 
     training: bool = True
     buffer_names: tuple[str, ...] = ()
+    _kept: dict | None = None  # inside weights_fixed(): what `kept` made, by key
 
     def forward(self, *inputs):
         raise NotImplementedError
@@ -155,6 +159,34 @@ class Layer:
 
     def eval(self) -> "Layer":
         return self.train(False)
+
+    # -- what is derived from the weights --------------------------------------------
+    @contextmanager
+    def weights_fixed(self):
+        """A promise that no weight of this layer or its sublayers changes inside the block.
+
+        Inside it, `kept` keeps what a layer derives from its weights from one forward to
+        the next: the recurrent layers' per-step copy of Wh (layers/step_product.py), made
+        once per window otherwise, and so once per word when sampling. What was kept is
+        dropped when the block ends, so weights that change afterwards are seen.
+        """
+        layers = [layer for _, layer in self.named_layers()]
+        before = [layer._kept for layer in layers]
+        for layer in layers:
+            layer._kept = {}
+        try:
+            yield self
+        finally:
+            for layer, kept in zip(layers, before):
+                layer._kept = kept
+
+    def kept(self, key, make: Callable[[], Any]):
+        """make(); inside `weights_fixed`, made once per key and then kept until the block ends."""
+        if self._kept is None:
+            return make()
+        if key not in self._kept:
+            self._kept[key] = make()
+        return self._kept[key]
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{n}{tuple(p.shape)}" for n, p in self.named_params().items())

@@ -26,7 +26,7 @@ from nnctl.backend import get_xp
 from nnctl.functional import sigmoid_
 from nnctl.layers.base import Layer, Param
 from nnctl.layers.recurrent import check_sizes, from_time_major, to_time_major
-from nnctl.layers.step_product import StepProduct, rows_times
+from nnctl.layers.step_product import rows_times, window_step_product
 
 
 class GRU(Layer):
@@ -64,7 +64,7 @@ class GRU(Layer):
         HN = xp.empty((T, N, H), dtype=x.dtype)  # h_{t-1} @ Wh_n + bh_n, which dr needs
         Y = xp.empty_like(HN)  # outputs h_t
         Wh = self.Wh.data if wh_scale is None else self.Wh.data * wh_scale  # weight drop: Wh * M
-        recurrent = StepProduct(Wh, N)
+        recurrent = window_step_product(self, Wh, N, weight_drop=wh_scale is not None)
         h = h0
         for t in range(T):
             hw = recurrent(h)  # h_{t-1} @ Wh, (N, 3H)

@@ -30,7 +30,7 @@ import numpy as np
 
 from nnctl.backend import get_xp
 from nnctl.layers.base import Layer, Param
-from nnctl.layers.step_product import StepProduct, rows_times
+from nnctl.layers.step_product import rows_times, window_step_product
 
 
 def check_sizes(input_dim: int, hidden_dim: int) -> None:
@@ -92,7 +92,8 @@ class LSTM(Layer):
         A[..., : 3 * H] *= 0.5
         halve_ifo = xp.ones(4 * H, dtype=Wh.dtype)
         halve_ifo[: 3 * H] = 0.5
-        recurrent = StepProduct(Wh, N, column_scale=halve_ifo)  # h @ Wh, halved for i, f, o
+        # h @ Wh, halved for i, f, o
+        recurrent = window_step_product(self, Wh, N, weight_drop=wh_scale is not None, column_scale=halve_ifo)
         for t in range(T):
             a = A[t]  # the gates are written in place
             recurrent.add_to(a, h)  # += h_{t-1} @ Wh (halved for i, f, o)

@@ -26,7 +26,7 @@ import numpy as np
 from nnctl.backend import get_xp
 from nnctl.layers.base import Layer, Param
 from nnctl.layers.recurrent import check_sizes, from_time_major, to_time_major
-from nnctl.layers.step_product import StepProduct, rows_times
+from nnctl.layers.step_product import rows_times, window_step_product
 
 
 class RNN(Layer):
@@ -58,7 +58,7 @@ class RNN(Layer):
         # turns each a_t into h_t in place, so Y ends as the outputs.
         Y = (x2d @ self.Wx.data + self.b.data).reshape(T, N, self.hidden_dim)
         Wh = self.Wh.data if wh_scale is None else self.Wh.data * wh_scale  # weight drop: Wh * M
-        recurrent = StepProduct(Wh, N)
+        recurrent = window_step_product(self, Wh, N, weight_drop=wh_scale is not None)
         h = h0
         for t in range(T):
             a = Y[t]

@@ -57,6 +57,16 @@ def choose_layout(rows: int, W) -> str:
     return "transposed"
 
 
+def window_step_product(layer, W, rows: int, *, weight_drop: bool, column_scale=None) -> "StepProduct":
+    """The StepProduct of one window of `layer`: made afresh, or made once and kept while the
+    layer's weights are fixed (Layer.weights_fixed: evaluation, sampling). With weight drop
+    W is new every window, so it is never kept."""
+    def make() -> StepProduct:
+        return StepProduct(W, rows, column_scale=column_scale)
+
+    return make() if weight_drop else layer.kept(("step product", rows), make)
+
+
 class StepProduct:
     """h (rows, K) -> h @ (W * column_scale), for one window's steps; W (K, M) is copied once.
 

@@ -203,8 +203,9 @@ class Seq2Seq(Model):
         was_training = self.training
         self.eval()
         try:
-            hs, state, mask = self.encode(source)
-            ids, weights = self.greedy(hs, state, mask, self.target_length)
+            with self.weights_fixed():  # the decoder runs one step a forward: its Wh copy is kept
+                hs, state, mask = self.encode(source)
+                ids, weights = self.greedy(hs, state, mask, self.target_length)
         finally:
             self.train(was_training)
         if weights is not None and self.reverse_input:

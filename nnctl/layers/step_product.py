@@ -101,14 +101,17 @@ class StepProduct:
         self.out = self.out_rows.reshape(rows, G, GROUP_COLUMNS).transpose(1, 0, 2)  # (G, N, 64) view
         self.min_groups_per_thread = -(-MIN_WORK_PER_THREAD // (rows * K * GROUP_COLUMNS))
         # Where no second thread would take a share, all groups go in one np.matmul call
-        splits = G >= 2 * self.min_groups_per_thread
-        self.groups_per_block = max(1, G // 4) if splits else G
+        self.shared = G >= 2 * self.min_groups_per_thread
+        self.groups_per_block = max(1, G // 4)
 
     def __call__(self, h):
         """h @ W (scaled), (rows, M). In column groups: a view of a buffer the next call overwrites."""
         if self.layout == "transposed":
             return rows_times(h, self.WT)
         groups, out = self.groups, self.out
+        if not self.shared:
+            np.matmul(h, groups, out=out)  # the same calls for_row_blocks would make, without its overhead
+            return self.out_rows[:, : self.M]
 
         def some_groups(first: int, stop: int) -> None:
             np.matmul(h, groups[first:stop], out=out[first:stop])

@@ -13,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 import gemm_bound  # noqa: E402
+import generate_speed  # noqa: E402
 import machine_check  # noqa: E402
 import profile_share  # noqa: E402
 import turns  # noqa: E402
@@ -300,3 +301,11 @@ def test_small_products_times_each_form_of_each_product(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert any("step" in line and "groups" in line for line in lines)
     assert any("gradient" in line and "pieces" in line for line in lines)
+
+
+def test_generate_speed_times_both_ways_and_they_sample_the_same_words(capsys):
+    args = ["--hidden", "8", "--vocab", "30", "--words", "4", "--threads", "1", "--rounds", "1", "--seconds", "0.01"]
+    assert generate_speed.main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("LSTM LM 2 x 8, vocabulary 30")
+    assert lines[1].startswith("threads 1  kept") and "made every word" in lines[1]

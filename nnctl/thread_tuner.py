@@ -14,8 +14,9 @@ seconds to a ThreadTuner, which sets both of nnctl's pools (`threads.use_threads
   goes, the steps at two threads are now fast, now slow; the median of a few of them
   decides by chance, and a trial of a few seconds sees what a minute of training gets.
   A trial whose first `trial_steps` steps are already more than `give_up` times slower
-  than the best count scored so far ends there: it cannot win, and on a busy machine its
-  steps are the slow ones (every look would otherwise cost seconds of them);
+  than the best count scored so far ends there: so slow a start rarely turns into a win,
+  and on a busy machine those are the slow steps (every look would otherwise cost seconds
+  of them); if a passing spell was to blame, the next recheck looks again;
 * keep the fastest, but only if it beats the count explored from by `margin`, and does
   so again when that count is timed a second time (A B A: a slow spell while A was timed
   first does not decide);

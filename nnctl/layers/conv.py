@@ -69,6 +69,7 @@ def im2col(x, kh: int, kw: int, stride: int, padding: int, *, ones_column: bool 
     if not ones_column:
         return windows.transpose(0, 1, 2, 4, 5, 3).reshape(N * OH * OW, K), OH, OW
     col = xp.empty((N, OH, OW, K + 1), dtype=x.dtype)
+    # a view: the last axis of col[..., :K] is contiguous, so it splits into (KH, KW, C) without a copy
     col[..., :K].reshape(N, OH, OW, kh, kw, C)[...] = windows.transpose(0, 1, 2, 4, 5, 3)
     col[..., K] = 1
     return col.reshape(N * OH * OW, K + 1), OH, OW
@@ -183,7 +184,8 @@ class MaxPool2d(Layer):
         if get_xp(x) is not np:
             images(0, len(x))
             return
-        per_block = max(1, self.BLOCK_BYTES // (x[0].nbytes or 1))
+        image_bytes = x.nbytes // len(x) if len(x) else 1
+        per_block = max(1, self.BLOCK_BYTES // max(1, image_bytes))
         for_row_blocks(images, len(x), block_rows=per_block, min_rows_per_thread=per_block)
 
     def forward(self, x):

@@ -3,6 +3,7 @@ thread count, and chosen from the shapes and the BLAS kernels only."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import numpy as np
@@ -153,3 +154,24 @@ def test_weights_fixed_blocks_nest(monkeypatch):
     assert len(made) == 2
     layer.forward(x, None)
     assert len(made) == 3
+
+
+def test_evaluation_makes_each_layers_copy_once_and_scores_the_same(monkeypatch):
+    """metrics.score (the Trainer's and `nnctl eval`'s evaluation) runs inside weights_fixed:
+    one per-step copy of Wh per layer for all its windows, the same totals as without."""
+    from nnctl.layers.base import Layer
+    from nnctl.metrics import score
+    from nnctl.models.lstm_lm import LSTMLanguageModel
+
+    made = []
+    real = step_product.StepProduct
+    monkeypatch.setattr(step_product, "StepProduct", lambda *a, **k: made.append(1) or real(*a, **k))
+    model = LSTMLanguageModel(embed_dim=6, hidden_dim=6, num_layers=2, vocab_size=20,
+                              rng=np.random.default_rng(24), dtype=np.float64)
+    ids = np.random.default_rng(25).integers(0, 20, (5, 3, 8))  # five windows of 3 x 7 tokens
+    batches = [(window[:, :-1], window[:, 1:]) for window in ids]
+    kept = score(model, batches).summary("perplexity")
+    assert len(made) == 2 and model.training
+    monkeypatch.setattr(Layer, "weights_fixed", lambda self: contextlib.nullcontext(self))
+    assert score(model, batches).summary("perplexity") == kept
+    assert len(made) == 2 + 2 * 5

@@ -68,3 +68,15 @@ def write_sentence_corpus(root: Path, lines: dict[str, int], seed: int = 0) -> P
         text = "\n".join(SENTENCES[i] for i in rng.integers(0, len(SENTENCES), count)) + "\n"
         (root / f"{split}.txt").write_text(text, encoding="utf-8")
     return root
+
+
+@pytest.fixture
+def step_products_made(monkeypatch):
+    """A list that grows by one for every StepProduct the recurrent layers make (the per-step
+    copy of Wh, nnctl/layers/step_product.py): to count the copies that weights_fixed saves."""
+    from nnctl.layers import step_product
+
+    made: list[int] = []
+    real = step_product.StepProduct
+    monkeypatch.setattr(step_product, "StepProduct", lambda *a, **k: made.append(1) or real(*a, **k))
+    return made

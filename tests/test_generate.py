@@ -44,20 +44,17 @@ def test_same_seed_same_text_and_other_seed_other_text(model, vocab):
     assert [len(c) for c in first.continuations] == [30, 30, 30]
 
 
-def test_sampling_makes_each_layers_wh_copy_once_and_gives_the_same_words(model, vocab, monkeypatch):
+def test_sampling_makes_each_layers_wh_copy_once_and_gives_the_same_words(model, vocab, monkeypatch,
+                                                                           step_products_made):
     """generate() runs inside weights_fixed: one per-step copy of Wh per LSTM layer for the
     whole sample, not one per word, and the words are those sampled without keeping them."""
-    from nnctl.layers import step_product
     from nnctl.layers.base import Layer
 
-    made = []
-    real = step_product.StepProduct
-    monkeypatch.setattr(step_product, "StepProduct", lambda *a, **k: made.append(1) or real(*a, **k))
     kept = generate(model, vocab, "the cat", length=20, seed=3, num_samples=2)
-    assert len(made) == 2  # two layers, 21 forwards
+    assert len(step_products_made) == 2  # two layers, 21 forwards
     monkeypatch.setattr(Layer, "weights_fixed", lambda self: contextlib.nullcontext(self))
     assert generate(model, vocab, "the cat", length=20, seed=3, num_samples=2).continuations == kept.continuations
-    assert len(made) == 2 + 2 * 21
+    assert len(step_products_made) == 2 + 2 * 21
 
 
 def test_greedy_is_deterministic_and_picks_the_argmax(model, vocab):

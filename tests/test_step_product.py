@@ -104,19 +104,16 @@ def first_output(layer, x, state):
 
 
 @pytest.mark.parametrize("cell", [LSTM, GRU, RNN], ids=["lstm", "gru", "rnn"])
-def test_weights_fixed_makes_the_step_product_once_and_drops_it_after(monkeypatch, cell):
+def test_weights_fixed_makes_the_step_product_once_and_drops_it_after(step_products_made, cell):
     """Inside weights_fixed, every window of the same rows reuses one StepProduct, with the
     same result as a fresh one; after the block a changed Wh is seen."""
-    made = []
-    real = step_product.StepProduct
-    monkeypatch.setattr(step_product, "StepProduct", lambda *a, **k: made.append(1) or real(*a, **k))
     layer = cell(3, 70, rng=np.random.default_rng(15), dtype=np.float64)
     x = normal((2, 4, 3), 16)
     fresh = first_output(layer, x, None)
     with layer.weights_fixed():
         kept = [first_output(layer, x, None) for _ in range(3)]
         first_output(layer, normal((5, 4, 3), 17), None)  # other rows: a StepProduct of their own
-    assert len(made) == 1 + 2
+    assert len(step_products_made) == 1 + 2
     for y in kept:
         assert np.array_equal(y, fresh)
     layer.Wh.data *= 0.5  # as an optimizer step would
@@ -138,11 +135,8 @@ def test_weight_drop_is_never_kept():
         assert np.array_equal(a, b)
 
 
-def test_weights_fixed_blocks_nest(monkeypatch):
+def test_weights_fixed_blocks_nest(step_products_made):
     """An inner block keeps its own copies, and the outer block's are back after it."""
-    made = []
-    real = step_product.StepProduct
-    monkeypatch.setattr(step_product, "StepProduct", lambda *a, **k: made.append(1) or real(*a, **k))
     layer = RNN(3, 8, rng=np.random.default_rng(22), dtype=np.float64)
     x = normal((2, 4, 3), 23)
     with layer.weights_fixed():
@@ -151,27 +145,24 @@ def test_weights_fixed_blocks_nest(monkeypatch):
             layer.forward(x, None)
             layer.forward(x, None)
         layer.forward(x, None)
-    assert len(made) == 2
+    assert len(step_products_made) == 2
     layer.forward(x, None)
-    assert len(made) == 3
+    assert len(step_products_made) == 3
 
 
-def test_evaluation_makes_each_layers_copy_once_and_scores_the_same(monkeypatch):
+def test_evaluation_makes_each_layers_copy_once_and_scores_the_same(step_products_made, monkeypatch):
     """metrics.score (the Trainer's and `nnctl eval`'s evaluation) runs inside weights_fixed:
     one per-step copy of Wh per layer for all its windows, the same totals as without."""
     from nnctl.layers.base import Layer
     from nnctl.metrics import score
     from nnctl.models.lstm_lm import LSTMLanguageModel
 
-    made = []
-    real = step_product.StepProduct
-    monkeypatch.setattr(step_product, "StepProduct", lambda *a, **k: made.append(1) or real(*a, **k))
     model = LSTMLanguageModel(embed_dim=6, hidden_dim=6, num_layers=2, vocab_size=20,
                               rng=np.random.default_rng(24), dtype=np.float64)
     ids = np.random.default_rng(25).integers(0, 20, (5, 3, 8))  # five windows of 3 x 7 tokens
     batches = [(window[:, :-1], window[:, 1:]) for window in ids]
     kept = score(model, batches).summary("perplexity")
-    assert len(made) == 2 and model.training
+    assert len(step_products_made) == 2 and model.training
     monkeypatch.setattr(Layer, "weights_fixed", lambda self: contextlib.nullcontext(self))
     assert score(model, batches).summary("perplexity") == kept
-    assert len(made) == 2 + 2 * 5
+    assert len(step_products_made) == 2 + 2 * 5
